@@ -1,0 +1,1 @@
+"""facernet_jax: Mobile-FaceRNet in JAX/Flax."""

@@ -1,0 +1,20 @@
+"""Test set-up: simulate 8 CPU devices before JAX starts, and locate ../shared/data."""
+import os
+import pathlib
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+  """Path to ../shared/data, or skip with the reason when it is absent."""
+  if not SHARED_DATA.is_dir():
+    pytest.skip(f"real public test data not found at {SHARED_DATA} (only present in the project workspace)")
+  return SHARED_DATA
