@@ -1,0 +1,120 @@
+"""Mobile-FaceRNet (Sec 3.3, Table 1) and the shared regression head."""
+import functools
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from facernet_jax.models.coefficients import NUM_COEFFICIENTS
+from facernet_jax.models.layers import ConvBN
+from facernet_jax.models.layers import InvertedResidual
+from facernet_jax.models.layers import ResidualAttention
+from facernet_jax.models.layers import make_divisible
+from facernet_jax.models.multiscale import FeatureExtraction
+
+Dtype = Any
+
+# Table 1: (t, c, n, s) for Layer1 ... Layer7.
+MOBILENETV2_LAYERS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+
+
+def normalise(images, dtype):
+  """[0, 1] images -> [-1, 1] in the compute dtype (callers pass raw images)."""
+  return ((jnp.asarray(images, jnp.float32) - 0.5) * 2.0).astype(dtype)
+
+
+class RegressionHead(nn.Module):
+  """Global average pool -> 1x1 conv to `num_outputs` (Table 1's last row, k = 495).
+
+  The kernel is tiny (std 0.01 / sqrt(fan_in)) and the bias zero, so the first predictions are
+  near the zero vector: mean face, frontal, centred, ambient light (Eq 10). A tiny rather than
+  zero kernel lets gradients reach the backbone from the first step.
+  """
+  num_outputs: int = NUM_COEFFICIENTS
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    x = nn.Dense(self.num_outputs, dtype=jnp.float32, param_dtype=jnp.float32, name='coefficients',
+                 kernel_init=nn.initializers.variance_scaling(1e-4, 'fan_in', 'truncated_normal'),
+                 bias_init=nn.initializers.zeros)(x)
+    return x
+
+
+class FaceRNet(nn.Module):
+  """Mobile-FaceRNet: multiscale features (Sec 3.2) -> MobileNetV2 encoder with an RA module
+  after every layer (Table 1, Eq 9) -> decoder (upsample, concatenate skip, RA) ->
+  1x1 conv 1280 -> global average pool -> 1x1 conv to 495 (Eq 10).
+
+  Each RA module halves the channels (its trunk is a 1x1 conv to C/2) and feeds the next layer,
+  as Table 1 lists it as an operator between layers. `use_attention=False` keeps the trunks and
+  drops the soft masks (M = 0), so only the attention is ablated.
+  """
+  use_attention: bool = True
+  use_multiscale: bool = True
+  use_decoder: bool = True
+  width: float = 1.0
+  num_outputs: int = NUM_COEFFICIENTS
+  dilation: int = 3
+  num_units: int = 5
+  decoder_skips: Sequence[int] = (5,)  # Table 1 layers whose outputs the decoder concatenates
+  last_channels: int = 1280
+  bn_axis_name: Optional[str] = None
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, images, train: bool = False):
+    kw = dict(bn_axis_name=self.bn_axis_name, dtype=self.dtype)
+    x = normalise(images, self.dtype)
+    if self.use_multiscale:
+      x = FeatureExtraction(self.num_units, 8, self.dilation, name='features', **kw)(x, train)
+    x = ConvBN(make_divisible(32 * self.width), 3, 2, name='stem', **kw)(x, train)
+    skips = {}
+    for i, (t, c, n, s) in enumerate(MOBILENETV2_LAYERS, start=1):
+      c = make_divisible(c * self.width)
+      for j in range(n):
+        x = InvertedResidual(c, s if j == 0 else 1, t, name=f'layer{i}_{j}', **kw)(x, train)
+      x = ResidualAttention(self.use_attention, name=f'ra{i}', **kw)(x, train)
+      skips[i] = x
+    if self.use_decoder:
+      for k, i in enumerate(self.decoder_skips):
+        skip = skips[i]
+        b, h, w, _ = skip.shape
+        x = jax.image.resize(x, (x.shape[0], h, w, x.shape[-1]), 'nearest')
+        x = jnp.concatenate([x, skip], axis=-1)
+        x = ResidualAttention(self.use_attention, name=f'decoder_ra{k}', **kw)(x, train)
+    last = make_divisible(self.last_channels * max(1.0, self.width))
+    x = ConvBN(last, 1, name='last_conv', **kw)(x, train)
+    return RegressionHead(self.num_outputs, self.dtype, name='head')(x)
+
+
+class MobileNetV2(nn.Module):
+  """Plain MobileNetV2 (Table 4 baseline): Table 1 without RA, multiscale or decoder; same head."""
+  width: float = 1.0
+  num_outputs: int = NUM_COEFFICIENTS
+  last_channels: int = 1280
+  bn_axis_name: Optional[str] = None
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, images, train: bool = False):
+    kw = dict(bn_axis_name=self.bn_axis_name, dtype=self.dtype)
+    x = normalise(images, self.dtype)
+    x = ConvBN(make_divisible(32 * self.width), 3, 2, name='stem', **kw)(x, train)
+    for i, (t, c, n, s) in enumerate(MOBILENETV2_LAYERS, start=1):
+      c = make_divisible(c * self.width)
+      for j in range(n):
+        x = InvertedResidual(c, s if j == 0 else 1, t, name=f'layer{i}_{j}', **kw)(x, train)
+    last = make_divisible(self.last_channels * max(1.0, self.width))
+    x = ConvBN(last, 1, name='last_conv', **kw)(x, train)
+    return RegressionHead(self.num_outputs, self.dtype, name='head')(x)
