@@ -11,9 +11,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from facernet_jax import render as render_lib
 from facernet_jax.face_model import MorphableModel
 from facernet_jax.face_model import MorphableModelLayer
-from facernet_jax import render as render_lib
 from facernet_jax.models import split_coefficients
 from facernet_jax.render import camera as camera_lib
 from facernet_jax.render import mesh as mesh_lib

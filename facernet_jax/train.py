@@ -105,6 +105,11 @@ def initialized(rng, config, network, decoder):
   return params, net_vars.get('batch_stats', {})
 
 
+def init_rng(config):
+  """The initialisation key. 'rbg' compiles the initialisers several times faster than threefry."""
+  return jax.random.key(config.seed, impl='rbg')
+
+
 def create_learning_rate_fn(config, num_steps):
   """Constant or linear-warmup + cosine schedule around config.learning_rate (Adam 1e-3, Sec 4.1)."""
   warmup = max(int(config.warmup_steps), 0)
@@ -150,11 +155,12 @@ def _pmean(x, axis_name):
 
 
 def preprocess(batch):
-  """uint8 images -> float32 [0, 1]; everything else as float32."""
+  """Images as float32 in [0, 1] (uint8 is scaled), landmarks float32."""
   out = dict(batch)
-  out['image'] = batch['image'].astype(jnp.float32) / 255.0
-  if 'mask' in batch:
-    out['mask'] = batch['mask'].astype(jnp.float32)
+  image = batch['image']
+  out['image'] = (image.astype(jnp.float32) / 255.0 if image.dtype == jnp.uint8
+                  else image.astype(jnp.float32))
+  out['landmarks'] = batch['landmarks'].astype(jnp.float32)
   return out
 
 
@@ -249,7 +255,7 @@ def train_step(state, batch, *, network, decoder, tx, config, steps_per_epoch, n
       step=step + 1, params=keep(new_params, state.params),
       batch_stats=keep(new_batch_stats, state.batch_stats),
       opt_state=keep(new_opt_state, state.opt_state), landmark_error=new_le,
-      data_position=state.data_position + 1, nonfinite=nonfinite)
+      data_position=state.data_position + config.batch_size, nonfinite=nonfinite)
   errors = _pmean(per_point_error(pred, batch['landmarks'], config.image_size), axis_name)
   metrics = {'loss': loss, 'grad_norm': grad_norm, 'finite': finite.astype(jnp.float32),
              'epoch': epoch.astype(jnp.float32),
@@ -267,7 +273,7 @@ def per_point_error(pred, gt, image_size):
 
 def eval_step(params, batch_stats, batch, *, network, decoder):
   """Predictions for evaluation and summaries: landmarks (B,68,2) px, render (B,S,S,3), alpha (B,S,S)."""
-  images = batch['image'].astype(jnp.float32) / 255.0
+  images = preprocess(batch)['image']
   coefficients, decoded, _ = apply_model(params, batch_stats, images, network=network,
                                          decoder=decoder, train=False)
   return {'landmarks': decoded['landmarks'], 'render': decoded['render'].image,
@@ -485,15 +491,72 @@ def load_for_inference(path):
 
 # ----------------------------------------------------------------------------- data
 
-def create_iterator(config, split, position=0, train=True):
-  """The input pipeline for `split`, batched (local_devices, per_device_batch, ...)."""
-  from facernet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  return pipeline.create_input_pipeline(config, split, position=position, train=train)
+def synthetic_dataset_config(config):
+  """The synthetic_faces builder config implied by the training config (same face model and size)."""
+  values = dict(config.dataset.get('synthetic', None) or {})
+  implied = {'image_size': config.image_size, 'model_resolution': config.face_model.resolution,
+             'model_seed': config.face_model.seed}
+  for key, value in implied.items():
+    if values.setdefault(key, value) != value:
+      raise ValueError(f'config.dataset.synthetic.{key}={values[key]} does not match the training '
+                       f'config ({value}): the data must come from the same face model and size')
+  return values
 
 
-def split_size(config, split):
+def dataset_source(config):
+  """A TFDS builder for config.dataset.name ('a+b' concatenates datasets, e.g. 300W-LP + CelebA)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  data_dir = config.dataset.data_dir or None
+  if config.dataset.name == 'synthetic_faces':
+    from facernet_jax.data import synthetic_faces  # pylint: disable=g-import-not-at-top
+    return [synthetic_faces.prepare_synthetic_faces(data_dir, synthetic_dataset_config(config))]
+  from facernet_jax.data import real  # pylint: disable=g-import-not-at-top,unused-import
+  builders = []
+  for name in config.dataset.name.split('+'):
+    builder = tfds.builder(name, data_dir=data_dir)
+    builder.download_and_prepare()
+    builders.append(builder)
+  return builders
+
+
+def _source_for_split(builders, split, keys):
+  """One builder, or the concatenation of several (only `keys`, images decoded)."""
+  if len(builders) == 1:
+    return builders[0]
+  datasets = [b.as_dataset(split=split, shuffle_files=False).map(
+      lambda ex: {k: ex[k] for k in keys}) for b in builders]
+  out = datasets[0]
+  for ds in datasets[1:]:
+    out = out.concatenate(ds)
+  return out
+
+
+TRAIN_KEYS = ('image', 'landmarks')
+EVAL_KEYS = ('image', 'landmarks', 'yaw', 'mask')
+
+
+def create_iterator(config, builders, split, position=0):
+  """Training batches (local_devices, per_device_batch, ...), resuming at `position` examples."""
   from facernet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  return pipeline.num_examples(config, split)
+  return pipeline.create_input_pipeline(
+      _source_for_split(builders, split, TRAIN_KEYS), split, config.batch_size,
+      image_size=config.image_size, seed=config.seed, augment=config.dataset.augment,
+      start_position=position, shuffle_buffer=config.dataset.shuffle_buffer,
+      prefetch=config.dataset.prefetch, keys=list(TRAIN_KEYS))
+
+
+def eval_iterator(config, builders, split):
+  """One padded pass over `split` (a boolean `valid` marks real examples)."""
+  from facernet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  features = set(builders[0].info.features.keys()) if len(builders) == 1 else set(TRAIN_KEYS)
+  keys = [k for k in EVAL_KEYS if k in features]
+  return pipeline.create_eval_pipeline(
+      _source_for_split(builders, split, keys), split, config.eval_batch_size or config.batch_size,
+      image_size=config.image_size, keys=keys)
+
+
+def split_size(builders, split):
+  return sum(int(b.info.splits[split].num_examples) for b in builders)
 
 
 # ----------------------------------------------------------------------------- summaries
@@ -528,7 +591,7 @@ def summary_images(images, renders, alphas, pred, gt, scale=4):
 
 # ----------------------------------------------------------------------------- evaluation
 
-def evaluate(config, parallel, p_eval_step, state, split, max_batches=-1):
+def evaluate(config, parallel, p_eval_step, state, builders, split, max_batches=-1):
   """NME (68 points, box-normalised, %), PSNR (dB) and SSIM of the render in the face region.
 
   Face region: the dataset's face mask when the split has one (synthetic data), else the rendered
@@ -538,14 +601,13 @@ def evaluate(config, parallel, p_eval_step, state, split, max_batches=-1):
   args = parallel.eval_args(state)
   sums = np.zeros(4, np.float64)  # nme, psnr, ssim, count
   nmes, yaws = [], []
-  it = create_iterator(config, split, position=0, train=False)
-  for i, batch in enumerate(it):
+  for i, batch in enumerate(eval_iterator(config, builders, split)):
     if 0 <= max_batches <= i:
       break
     out = parallel.get_output(p_eval_step(*args, parallel.put_batch(_device_batch(batch))))
     host = jax.tree_util.tree_map(lambda x: np.asarray(x).reshape((-1,) + x.shape[2:]), batch)
     valid = host['valid'].astype(bool) if 'valid' in host else np.ones(len(host['image']), bool)
-    images = host['image'].astype(np.float32) / 255.0
+    images = host['image'].astype(np.float32)
     nme = metrics_lib.nme_per_image(out['landmarks'], host['landmarks'])
     for k in np.nonzero(valid)[0]:
       if 'mask' in host:
@@ -614,11 +676,12 @@ def train_and_evaluate(config, workdir):
   writer = create_writer(workdir)
   parallel = DataParallel(config)
 
-  steps_per_epoch = max(split_size(config, config.dataset.train_split) // config.batch_size, 1)
+  builders = dataset_source(config)
+  steps_per_epoch = max(split_size(builders, config.dataset.train_split) // config.batch_size, 1)
   total_steps = num_train_steps(config, steps_per_epoch)
   p_train_step, p_eval_step, tx = make_steps(config, parallel, steps_per_epoch)
   network, decoder = create_networks(config, bn_axis_name=parallel.bn_axis_name)
-  host_state = create_train_state(jax.random.key(config.seed), config, network, decoder, tx)
+  host_state = create_train_state(init_rng(config), config, network, decoder, tx)
 
   manager = checkpoint_manager(workdir, config)
   restored = restore_latest(manager, host_state)
@@ -627,8 +690,8 @@ def train_and_evaluate(config, workdir):
     _log('resumed from step %d (data position %d)', int(host_state.step),
          int(host_state.data_position))
   start_step = int(host_state.step)
-  train_iter = create_iterator(config, config.dataset.train_split,
-                               position=int(host_state.data_position), train=True)
+  train_iter = create_iterator(config, builders, config.dataset.train_split,
+                               position=int(host_state.data_position))
   state = parallel.put_state(host_state)
   del host_state
 
@@ -682,8 +745,8 @@ def train_and_evaluate(config, workdir):
       write_image_summaries(config, parallel, p_eval_step, state, batch, writer, step)
 
     if config.eval_every_steps > 0 and (step % config.eval_every_steps == 0 or step == total_steps):
-      eval_metrics = evaluate(config, parallel, p_eval_step, state, config.dataset.eval_split,
-                              config.num_eval_batches)
+      eval_metrics = evaluate(config, parallel, p_eval_step, state, builders,
+                              config.dataset.eval_split, config.num_eval_batches)
       writer.write_scalars(step, {f'eval/{k}': v for k, v in eval_metrics.items()})
       _log('eval (%s) step %d: NME %.2f%%  PSNR %.2f dB  SSIM %.4f', config.dataset.eval_split,
            step, eval_metrics['nme'], eval_metrics['psnr'], eval_metrics['ssim'])
@@ -698,7 +761,7 @@ def train_and_evaluate(config, workdir):
   final_state = parallel.get_state(state)
   result = {'eval': eval_metrics, 'train_seconds': time.time() - t_start}
   if config.final_test:
-    test = evaluate(config, parallel, p_eval_step, state, config.dataset.test_split, -1)
+    test = evaluate(config, parallel, p_eval_step, state, builders, config.dataset.test_split, -1)
     writer.write_scalars(total_steps, {f'test/{k}': v for k, v in test.items()})
     result['test'] = test
     _log(verdict(config, test))
@@ -730,7 +793,7 @@ def write_image_summaries(config, parallel, p_eval_step, state, batch, writer, s
                                         parallel.put_batch(_device_batch(batch))))
   n = config.num_summary_images
   host = jax.tree_util.tree_map(lambda x: np.asarray(x).reshape((-1,) + x.shape[2:]), batch)
-  images = summary_images(host['image'][:n] / 255.0, out['render'][:n], out['alpha'][:n],
+  images = summary_images(host['image'][:n], out['render'][:n], out['alpha'][:n],
                           out['landmarks'][:n], host['landmarks'][:n])
   writer.write_images(step, {f'images/{k}': v for k, v in images.items()})
 

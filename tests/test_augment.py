@@ -113,3 +113,17 @@ def test_synthetic_ground_truth_is_refused():
         'coefficients': tf.zeros([495])}
   with pytest.raises(ValueError, match='augment=False'):
     augment.augment_example(ex, tf.constant([0, 0], tf.int64))
+
+
+def test_light_modules_do_not_import_tensorflow():
+  import os  # pylint: disable=g-import-not-at-top
+  import pathlib  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  code = ('import sys, facernet_jax.data.landmarks, facernet_jax.data.image_io; '
+          'print("tensorflow" in sys.modules)')
+  env = dict(os.environ, PYTHONPATH=str(repo))
+  out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
+                       check=True, timeout=60)
+  assert out.stdout.strip() == 'False'

@@ -116,3 +116,131 @@ def test_nme_cli_on_3ddfa_arrays_subprocess(shared_data, tmp_path):
   nme, table = evaluate.score_landmarks(evaluate.load_landmark_array(re), evaluate.load_landmark_array(re),
                                         np.load(d / 'AFLW2000-3D.pose.npy'))
   assert np.all(nme == 0) and table.mean_of_bins == 0 and sum(table.bin_counts) == 2000
+
+
+# ----------------------------------------------------------------------------- benchmarks on a demo model
+
+@pytest.fixture(scope='module')
+def demo_workdir(tmp_path_factory):
+  from facernet_jax import reconstruct
+  path = tmp_path_factory.mktemp('demo_model')
+  c = np.zeros(495, np.float32)
+  c[463] = np.radians(-25.0)
+  reconstruct.make_demo_checkpoint(str(path), coefficients=c)
+  return str(path)
+
+
+def test_benchmarks_synthetic_and_aflw2000(demo_workdir, shared_data, tmp_path, capsys):
+  """Synthetic split and AFLW2000-3D (the 16 real images of faces68, linked into a temporary folder
+  with their .mat files). The saved predictions, scored by the `nme` tool against 3DDFA's own arrays
+  (rows matched by the benchmark), give the benchmark's numbers: the pixel conventions agree."""
+  aflw = tmp_path / 'AFLW2000'
+  aflw.mkdir()
+  for f in (shared_data / 'faces68' / 'images').glob('image0*'):
+    (aflw / f.name).symlink_to(f)
+  proto = shared_data / 'aflw2000_3d_protocol'
+  out = tmp_path / 'eval'
+  rc = evaluate.main(['--workdir', demo_workdir, '--benchmarks', 'synthetic,aflw2000_3d', '--aflw2000', str(aflw),
+                      '--protocol-dir', str(proto), '--max-examples', '8', '--out', str(out), '--batch-size', '8'])
+  assert rc == 0
+  text = capsys.readouterr().out
+  assert 'Table 2 layout' in text and 'Table 3 layout' in text and 'SIDE' in text
+  res = {r['name']: r for r in json.loads((out / 'results.json').read_text())['benchmarks']}
+  syn, real = res['synthetic'], res['aflw2000_3d']
+  assert syn['count'] == 8 and real['count'] == 8
+  assert sum(b['count'] for b in real['nme']['bins']) == 8
+  for key in ('l1', 'psnr', 'ssim', 'side', 'mad', 'dense_nme'):
+    assert np.isfinite(syn[key]), key
+  assert 0 < syn['ssim'] < 1 and syn['side'] > 0 and 0 < syn['mad'] < 90
+  np.testing.assert_allclose(syn['nme']['mean'], 100 * np.mean([r['nme'] for r in syn['per_image']]))
+  assert (out / 'ced_synthetic.png').read_bytes()[:4] == b'\x89PNG'
+  assert (out / 'ced_aflw2000_3d.png').is_file() and (out / 'tables.txt').is_file()
+  pred = np.load(out / 'aflw2000_3d_pred.pts68.npy')
+  assert pred.shape == (8, 2, 68)
+  rows = [r['protocol_row'] for r in real['per_image']]
+  assert min(rows) >= 0
+  np.save(tmp_path / 'gt_ori.npy', np.load(proto / 'AFLW2000-3D.pts68.npy')[rows])
+  np.save(tmp_path / 'gt_re.npy', np.load(proto / 'AFLW2000-3D-Reannotated.pts68.npy')[rows])
+  np.save(tmp_path / 'pred.npy', pred)
+  for gt, shift, key in (('gt_ori.npy', 0.5, 'nme'), ('gt_re.npy', -0.5, 'nme_reannotated')):
+    assert evaluate.main(['nme', '--pred', str(tmp_path / 'pred.npy'), '--gt', str(tmp_path / gt),
+                          '--pred-shift', str(shift), '--json', str(tmp_path / 's.json')]) == 0
+    s = json.loads((tmp_path / 's.json').read_text())
+    np.testing.assert_allclose(s['mean'], real[key]['mean'], rtol=1e-4)
+
+
+def test_benchmark_errors(tmp_path, capsys):
+  assert evaluate.main(['--workdir', str(tmp_path / 'none')]) == 2
+  assert 'does not exist' in capsys.readouterr().err
+
+
+def _demo_landmarks_crop(yaw_degrees, image_size=32):
+  """Independent numpy projection of the demo model's fixed landmarks (test config, docs/architecture.md)."""
+  from facernet_jax import face_model
+  model = face_model.build_synthetic_model(resolution=12, seed=0)
+  v = model.mean_shape[model.landmark_indices].astype(np.float64)
+  a = np.radians(yaw_degrees)
+  vc = v @ np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]).T
+  f, d = 1015.0 * image_size / 224.0, 10.0 - vc[:, 2]
+  return np.stack([f * vc[:, 0] / d + image_size / 2, image_size / 2 - f * vc[:, 1] / d], 1), model
+
+
+def test_benchmark_lfpa_34_points(demo_workdir, shared_data, tmp_path, capsys):
+  """A small AFLW-LFPA-format folder (34 of the 68 AFLW2000 points, some invisible) scored against a
+  brute-force computation of the visibility-masked NME of the demo model's known predictions."""
+  import scipy.io
+  from facernet_jax import face_model  # noqa: F401
+  sel = np.arange(0, 68, 2)  # 34 points
+  crop_pts, model = _demo_landmarks_crop(-25.0)
+  root = tmp_path / 'AFLW_LFPA' / 'test'
+  root.mkdir(parents=True)
+  expected = []
+  for k, name in enumerate(['image00050', 'image00081', 'image00430']):
+    pts = scipy.io.loadmat(shared_data / 'faces68' / 'images' / f'{name}.mat')['pt3d_68'][:2, sel]  # 1-based
+    vis = np.ones(34, bool)
+    vis[k:k + 3] = False
+    scipy.io.savemat(root / f'{name}.mat', {'pt2d': pts, 'visibility': vis.astype(np.uint8)})
+    (root / f'{name}.jpg').symlink_to(shared_data / 'faces68' / 'images' / f'{name}.jpg')
+    gt = pts.T - 0.5  # continuous pixels
+    g = gt[vis]
+    side = np.sqrt(2) * max(np.ptp(g[:, 0]), np.ptp(g[:, 1]))
+    x0 = (g.min(0) + g.max(0)) / 2 - side / 2
+    pred = x0 + crop_pts[sel] * side / 32
+    err = np.mean([np.linalg.norm(pred[i] - gt[i]) for i in range(34) if vis[i]])
+    expected.append(err / np.sqrt(np.ptp(g[:, 0]) * np.ptp(g[:, 1])))
+  np.save(tmp_path / 'lfpa_points.npy', np.asarray(model.landmark_indices)[sel])
+  out = tmp_path / 'eval'
+  assert evaluate.main(['--workdir', demo_workdir, '--benchmarks', 'aflw_lfpa', '--lfpa', str(tmp_path / 'AFLW_LFPA'),
+                        '--lfpa-points', str(tmp_path / 'lfpa_points.npy'), '--out', str(out),
+                        '--batch-size', '8']) == 0
+  assert 'aflw_lfpa (34 points)' in capsys.readouterr().out
+  res = json.loads((out / 'results.json').read_text())['benchmarks'][0]
+  np.testing.assert_allclose([r['nme'] for r in res['per_image']], expected, rtol=1e-4)
+  np.save(tmp_path / 'bad.npy', np.arange(10))
+  assert evaluate.main(['--workdir', demo_workdir, '--benchmarks', 'aflw_lfpa', '--lfpa', str(tmp_path / 'AFLW_LFPA'),
+                        '--lfpa-points', str(tmp_path / 'bad.npy'), '--out', str(out)]) == 2
+  assert '34 vertex indices' in capsys.readouterr().err
+
+
+def test_nme_cli_visibility_34_points(tmp_path, capsys):
+  rng = np.random.default_rng(5)
+  gt = rng.uniform(0, 50, (4, 34, 2))
+  pred = gt + rng.normal(0, 1, gt.shape)
+  vis = rng.uniform(size=(4, 34)) > 0.3
+  pred[~vis] += 100.0  # invisible points must not count
+  np.save(tmp_path / 'p.npy', pred)
+  np.save(tmp_path / 'g.npy', np.swapaxes(gt, 1, 2))  # (n, 2, 34)
+  np.save(tmp_path / 'v.npy', vis)
+  assert evaluate.main(['nme', '--pred', str(tmp_path / 'p.npy'), '--gt', str(tmp_path / 'g.npy'),
+                        '--visible', str(tmp_path / 'v.npy'), '--json', str(tmp_path / 's.json')]) == 0
+  brute = []
+  for i in range(4):
+    g = gt[i][vis[i]]
+    d = np.sqrt(np.ptp(g[:, 0]) * np.ptp(g[:, 1]))
+    brute.append(np.mean([np.linalg.norm(pred[i, k] - gt[i, k]) for k in range(34) if vis[i, k]]) / d)
+  np.testing.assert_allclose(json.loads((tmp_path / 's.json').read_text())['mean'], 100 * np.mean(brute))
+  assert '34 points' in capsys.readouterr().out
+  np.save(tmp_path / 'v.npy', vis[:2])
+  assert evaluate.main(['nme', '--pred', str(tmp_path / 'p.npy'), '--gt', str(tmp_path / 'g.npy'),
+                        '--visible', str(tmp_path / 'v.npy')]) == 2
+  assert 'expected (4, 34)' in capsys.readouterr().err

@@ -6,7 +6,6 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from facernet_jax import losses
-from facernet_jax.data import landmarks as lmk
 
 
 def test_landmark_loss_hand_computed():

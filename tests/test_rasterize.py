@@ -9,7 +9,17 @@ import pytest
 
 from facernet_jax.render import RasterSettings
 from facernet_jax.render import rasterize
-from facernet_jax.render import render_mesh
+from facernet_jax.render import render_mesh as _render_mesh
+
+render_mesh = jax.jit(_render_mesh, static_argnums=3)
+
+
+def _loss(v, c, tri, settings):
+  o = _render_mesh(v, tri, c, settings)
+  return jnp.sum(o.image) + jnp.sum(o.alpha) + jnp.sum(o.depth) + jnp.sum(o.bary)
+
+
+_loss_grad = jax.jit(jax.grad(_loss, argnums=(0, 1)), static_argnums=3)
 
 
 def random_mesh(seed, batch=2, size=16, num_vertices=18, num_faces=14):
@@ -61,7 +71,7 @@ def test_hard_matches_numpy_zbuffer(seed, tile_size):
   sv, tri, colours = random_mesh(seed, size=size)
   settings = RasterSettings(image_size=size, mode='hard', tile_size=tile_size, tile_capacity=16,
                             pair_capacity=1024)
-  out = jax.jit(render_mesh, static_argnums=3)(sv.astype(np.float32), tri, colours.astype(np.float32),
+  out = render_mesh(sv.astype(np.float32), tri, colours.astype(np.float32),
                                                settings)
   ref_face, ref_depth, ambiguous = numpy_zbuffer(sv, tri, size)
   assert np.all(np.asarray(out.overflow) == 0)
@@ -140,7 +150,7 @@ def test_soft_matches_all_pairs(seed, k, tile_size, sigma):
   settings = RasterSettings(image_size=size, mode='soft', sigma=sigma, gamma=0.05, faces_per_pixel=k,
                             tile_size=tile_size, tile_capacity=12, pair_capacity=1024, background=(0.2, 0.4, 0.9))
   with jax.enable_x64(True):
-    out = jax.jit(render_mesh, static_argnums=3)(sv, tri, colours, settings)
+    out = render_mesh(sv, tri, colours, settings)
     image, alpha, depth, vis, tie = jax.jit(all_pairs_soft, static_argnums=3)(sv, tri, colours, settings)
     assert np.all(np.asarray(out.overflow) == 0)
     ok = ~np.asarray(tie)
@@ -162,7 +172,7 @@ def test_soft_tends_to_hard():
   soft_s = RasterSettings(image_size=size, pair_capacity=512, sigma=1e-4, gamma=1e-6, faces_per_pixel=14, tile_size=4,
                           tile_capacity=16)
   soft = render_mesh(sv, tri, colours, soft_s)
-  frags = rasterize(sv, tri, soft_s)
+  frags = jax.jit(rasterize, static_argnums=2)(sv, tri, soft_s)
   far = np.asarray(jnp.min(jnp.abs(frags.dist), -1)) > 1e-2  # pixel centre not on an edge
   assert far.mean() > 0.8
   np.testing.assert_allclose(np.asarray(soft.image)[far], np.asarray(hard.image)[far], atol=1e-4)
@@ -180,12 +190,13 @@ def test_gradients_match_finite_differences(mode):
   rng = np.random.default_rng(1)
   wi, wa, wd = rng.normal(size=(1, size, size, 3)), rng.normal(size=(1, size, size)), rng.normal(size=(1, size, size))
 
+  @jax.jit
   def loss(v, c):
-    out = render_mesh(v, tri, c, settings)
+    out = _render_mesh(v, tri, c, settings)
     return jnp.sum(out.image * wi) + jnp.sum(out.alpha * wa) + 0.1 * jnp.sum(out.depth * wd)
 
   with jax.enable_x64(True):
-    gv, gc = jax.grad(loss, argnums=(0, 1))(jnp.asarray(sv), jnp.asarray(colours))
+    gv, gc = jax.jit(jax.grad(loss, argnums=(0, 1)))(jnp.asarray(sv), jnp.asarray(colours))
     assert np.abs(np.asarray(gv)).sum() > 0 and np.abs(np.asarray(gc)).sum() > 0
     for d in range(3):
       dv, dc = rng.normal(size=sv.shape), rng.normal(size=colours.shape)
@@ -207,11 +218,7 @@ def _check_finite(sv, tri, colours, settings):
   for name, a in zip(out._fields, out):
     assert np.all(np.isfinite(np.asarray(a))), name
 
-  def loss(v, c):
-    o = render_mesh(v, tri, c, settings)
-    return jnp.sum(o.image) + jnp.sum(o.alpha) + jnp.sum(o.depth) + jnp.sum(o.bary)
-
-  for g in jax.grad(loss, argnums=(0, 1))(sv, colours):
+  for g in _loss_grad(sv, colours, tri, settings):
     assert np.all(np.isfinite(np.asarray(g)))
   return out
 
@@ -249,7 +256,8 @@ def test_huge_coordinates_render_finite():
   tri = np.array([[0, 1, 2], [3, 4, 5]], np.int32)
   for mode in ('soft', 'hard'):
     out = _check_finite(sv, tri, np.ones((1, 6, 3), np.float32),
-                        RasterSettings(image_size=16, mode=mode, tile_size=8, tile_capacity=4))
+                        RasterSettings(image_size=16, mode=mode, tile_size=8, tile_capacity=4,
+                                                 faces_per_pixel=2))
     assert float(out.alpha.mean()) > 0.3
 
 
@@ -298,9 +306,9 @@ def test_vmap_and_pmap_match_batched():
   sv, colours = sv.astype(np.float32), colours.astype(np.float32)
   settings = RasterSettings(image_size=12, tile_size=4, tile_capacity=16, sigma=0.5, pair_capacity=512)
   ref = render_mesh(sv, tri, colours, settings)
-  vm = jax.vmap(lambda v, c: render_mesh(v, tri, c, settings))(sv[:, None], colours[:, None])
+  vm = jax.jit(jax.vmap(lambda v, c: _render_mesh(v, tri, c, settings)))(sv[:, None], colours[:, None])
   np.testing.assert_allclose(vm.image[:, 0], ref.image, atol=1e-6)
   if jax.local_device_count() >= 2:
-    pm = jax.pmap(lambda v, c: render_mesh(v, tri, c, settings))(sv[:, None], colours[:, None])
+    pm = jax.pmap(lambda v, c: _render_mesh(v, tri, c, settings))(sv[:, None], colours[:, None])
     np.testing.assert_allclose(pm.image[:, 0], ref.image, atol=1e-6)
     np.testing.assert_array_equal(pm.face_index[:, 0], ref.face_index)

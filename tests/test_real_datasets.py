@@ -71,6 +71,8 @@ def built(tmp_path_factory):
   (lp / 'IBUG').mkdir()
   (lp / 'IBUG' / 'IBUG_3_0.jpg').write_bytes(good[:len(good) // 2])  # truncated
   scipy.io.savemat(lp / 'IBUG' / 'IBUG_3_0.mat', {'pt2d': mat_pts, 'Pose_Para': np.zeros((1, 7))})
+  _write_jpg(lp / 'LFPW' / 'LFPW_4_0.jpg', _dot_image(240, 220, *pts[30]))
+  (lp / 'LFPW' / 'LFPW_4_0.mat').write_bytes(b'MATLAB 5.0 MAT-file, garbage')  # corrupt
   # AFLW2000-3D.
   a = man / 'AFLW2000'
   _write_jpg(a / 'image00001.jpg', _dot_image(240, 220, *pts[30]))
@@ -85,6 +87,7 @@ def built(tmp_path_factory):
     w.writerow(['filename'] + [f'{a}{i}' for i in range(68) for a in 'xy'])
     for name in ('000001.jpg', '000002.jpg'):
       w.writerow([name] + list((pts - 0.5).ravel()))
+    w.writerow(['000001.jpg'] + ['nan'] * 136)  # detector failure: skipped
   # AFLW-LFPA with 34 points.
   pts34 = _face_points(34)
   _write_jpg(man / 'AFLW_LFPA' / 'test' / 'face1.jpg', _dot_image(240, 220, *pts34[5]))
@@ -103,7 +106,7 @@ def _check_dot(ex, index):
 def test_w300lp_crops_skips_bad_files_and_converts_gray(built):
   builders, pts, _ = built
   exs = {e['filename'].decode(): e for e in _examples(builders['w300lp'], 'train')}
-  assert set(exs) == {'AFW/AFW_1_0', 'HELEN/HELEN_2_0'}  # truncated IBUG file skipped
+  assert set(exs) == {'AFW/AFW_1_0', 'HELEN/HELEN_2_0'}  # truncated image, corrupt .mat skipped
   ex = exs['AFW/AFW_1_0']
   assert ex['image'].shape == (S, S, 3) and ex['image'].dtype == np.uint8
   np.testing.assert_allclose(ex['landmarks'], _expected_crop(pts), atol=1e-3)
@@ -124,7 +127,7 @@ def test_aflw2000_3d_without_protocol_arrays(built):
 
 def test_celeba68_csv(built):
   builders, pts, _ = built
-  (ex,) = _examples(builders['celeba68'], 'train')  # the missing 000002.jpg is skipped
+  (ex,) = _examples(builders['celeba68'], 'train')  # missing 000002.jpg, NaN row skipped
   np.testing.assert_allclose(ex['landmarks'], _expected_crop(pts), atol=1e-3)
   assert np.isnan(ex['yaw'])
   _check_dot(ex, 30)

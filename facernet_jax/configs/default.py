@@ -45,6 +45,12 @@ def get_config():
   config.dataset.augment = False  # Sec 4.1 flips / rotations / colour scale.
   config.dataset.shuffle_buffer = 1024
   config.dataset.prefetch = 2
+  # synthetic_faces builder fields (facernet_jax.data.synthetic_faces.SyntheticFacesConfig);
+  # image_size / model_resolution / model_seed follow the fields above.
+  config.dataset.synthetic = ml_collections.ConfigDict()
+  config.dataset.synthetic.num_train = 4000
+  config.dataset.synthetic.num_validation = 200
+  config.dataset.synthetic.num_test = 500
 
   # Loss weights (Eq 11). The paper's are 400/2000/100/2/50/1 (configs/paper.py);
   # the default rebalances them for the small synthetic model (docs/training.md).
@@ -84,6 +90,7 @@ def get_config():
   config.log_every_steps = 50
   config.eval_every_steps = 500
   config.num_eval_batches = -1  # -1 = the whole split.
+  config.eval_batch_size = 0  # 0 = batch_size.
   config.image_every_steps = 500
   config.num_summary_images = 4
   config.checkpoint_every_steps = 500

@@ -13,8 +13,9 @@ def get_config():
   config.model.width = 0.1
   config.raster.tile_size = 8
   config.raster.faces_per_pixel = 4
-  config.dataset.synthetic = dict(image_size=32, model_resolution=12, model_seed=0,
-                                  num_train=16, num_validation=8, num_test=8)
+  config.dataset.synthetic.num_train = 16
+  config.dataset.synthetic.num_validation = 8
+  config.dataset.synthetic.num_test = 8
   config.batch_size = 8
   config.num_train_steps = 4
   config.warmup_steps = 0

@@ -12,7 +12,6 @@ Coordinates are continuous pixels (pixel (i, j) has its centre at (j + .5, i + .
 """
 import math
 
-import numpy as np
 import tensorflow as tf
 
 from facernet_jax.data import landmarks as lmk

@@ -14,8 +14,7 @@ The position is the number of *global* examples consumed
 stream at epoch (p / process_count) // n and skips the rest of that epoch
 without decoding, so the next batches are identical to the uninterrupted run.
 """
-import logging
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -83,10 +82,13 @@ def preprocess(example, image_size):
   shape = tf.shape(image)
   h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
   size = float(image_size)
-  resized = tf.image.resize(image, [image_size, image_size], method='bilinear',
-                            antialias=True)
   same = tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size))
-  image = tf.cond(same, lambda: image, lambda: tf.clip_by_value(resized, 0.0, 1.0))
+
+  def resize():
+    out = tf.image.resize(image, [image_size, image_size], method='bilinear', antialias=True)
+    return tf.clip_by_value(out, 0.0, 1.0)
+
+  image = tf.cond(same, lambda: image, resize)
   ex['image'] = tf.ensure_shape(image, [image_size, image_size, 3])
   if 'landmarks' in ex:
     lm = tf.cast(ex['landmarks'], tf.float32)
@@ -187,7 +189,6 @@ def create_input_pipeline(source, split, global_batch_size, *, image_size, seed=
 
   options = tf.data.Options()
   options.deterministic = True
-  options.threading.private_threadpool_size = 0
   stream = stream.with_options(options)
   stream = stream.map(process, num_parallel_calls=num_parallel_calls or tf.data.AUTOTUNE,
                       deterministic=True)

@@ -52,9 +52,11 @@ class SyntheticFacesConfig(tfds.core.BuilderConfig):
     max_yaw: yaw ~ U(-max_yaw, max_yaw) (uniform: each 30-degree NME bin gets a third).
     pitch_std, max_pitch, roll_std, max_roll: N(0, std) clipped to +-max (300W-LP-like ranges).
     translation_xy, translation_z: translation ~ U(-t, t) per axis.
-    ambient_std, directional_std, second_order_std, colour_std: SH lighting (Eq 6) around the
-      ambient 0.8: N(0, std) for band 0, band 1 and band 2 (shared by the colours) plus a per-colour
-      N(0, colour_std) tint on every coefficient.
+    ambient_range, directional_max, light_min_z, second_order_std, colour_std: SH lighting (Eq 6):
+      ambient 0.8 + U(-ambient_range, ambient_range); one directional light of strength
+      U(0, directional_max) from a random direction biased towards the camera (its z component is
+      pushed up by light_min_z before normalising); band 2 ~ N(0, second_order_std); and a
+      per-colour N(0, colour_std) tint on all 9 coefficients.
     blur_sigma_max, noise_std_max: degradation: blur sigma ~ U(0, max), noise std ~ U(0, max).
   """
   image_size: int = 64
@@ -64,8 +66,8 @@ class SyntheticFacesConfig(tfds.core.BuilderConfig):
   num_train: int = 4000
   num_validation: int = 500
   num_test: int = 500
-  shape_std: float = 1.0
-  texture_std: float = 1.0
+  shape_std: float = 0.5
+  texture_std: float = 0.7
   expression_std: float = 0.7
   max_yaw: float = 90.0
   pitch_std: float = 12.0
@@ -74,8 +76,9 @@ class SyntheticFacesConfig(tfds.core.BuilderConfig):
   max_roll: float = 20.0
   translation_xy: float = 0.12
   translation_z: float = 0.6
-  ambient_std: float = 0.15
-  directional_std: float = 0.2
+  ambient_range: float = 0.2
+  directional_max: float = 0.3
+  light_min_z: float = 0.5
   second_order_std: float = 0.05
   colour_std: float = 0.03
   blur_sigma_max: float = 0.8
@@ -128,6 +131,23 @@ def config_from_dict(values):
   return make_config(**dict(values))
 
 
+def config_from_training(config):
+  """The dataset config a training ``ConfigDict`` asks for.
+
+  ``config.dataset.synthetic`` (optional mapping) holds field overrides; ``image_size`` defaults to
+  ``config.image_size`` and, for a synthetic face model, ``model_resolution`` / ``model_seed`` to
+  ``config.face_model.resolution`` / ``.seed`` so that the data and the decoder share one model.
+  """
+  synthetic = config.dataset.get('synthetic', None) if 'dataset' in config else None
+  overrides = dict(synthetic.to_dict() if hasattr(synthetic, 'to_dict') else (synthetic or {}))
+  overrides.setdefault('image_size', config.image_size)
+  face_model = config.get('face_model', None)
+  if face_model is not None and face_model.get('source', None) == 'synthetic':
+    overrides.setdefault('model_resolution', face_model.get('resolution', 48))
+    overrides.setdefault('model_seed', face_model.get('seed', 0))
+  return make_config(**overrides)
+
+
 def _split_id(split):
   return _SPLIT_IDS[split] if split in _SPLIT_IDS else 3 + zlib.crc32(split.encode()) % (1 << 20)
 
@@ -151,23 +171,32 @@ def sample_coefficients(config, rng):
   t = config.translation_xy
   c[_SLICES['translation']] = [rng.uniform(-t, t), rng.uniform(-t, t),
                                rng.uniform(-config.translation_z, config.translation_z)]
-  shared = np.concatenate([rng.normal(0.0, config.ambient_std, 1),
-                           rng.normal(0.0, config.directional_std, 3),
-                           rng.normal(0.0, config.second_order_std, 5)])
+  # Eq 6 lighting: ambient 0.8 + U(-a, a), one directional light from the camera's hemisphere
+  # (band 1: gamma_1..3 = k * (-l_y, l_z, -l_x) gives k * a1 c1 * (n . l)), a little band 2, and a
+  # per-colour tint.
+  direction = rng.normal(0.0, 1.0, 3)
+  direction[2] = abs(direction[2]) + config.light_min_z * np.linalg.norm(direction)
+  direction /= np.linalg.norm(direction)
+  strength = rng.uniform(0.0, config.directional_max)
+  shared = np.zeros(9)
+  shared[0] = rng.uniform(-config.ambient_range, config.ambient_range)
+  shared[1:4] = strength * np.array([-direction[1], direction[2], -direction[0]])
+  shared[4:] = rng.normal(0.0, config.second_order_std, 5)
   gamma = shared[None, :] + rng.normal(0.0, config.colour_std, (3, 9))
   c[_SLICES['lighting']] = gamma.reshape(-1)
   return c
 
 
 # Hard z-buffer rasterisation in 4 x 4 pixel tiles. An example whose tile candidate lists overflow is
-# rendered again with the larger capacity (the result is exact either way, only the cost differs).
+# rendered again (in small batches) with the next larger capacity, so the result is exact either way;
+# only the cost differs (it grows with pixels x capacity).
 TILE_SIZE = 4
 TILE_CAPACITY = 64
-FALLBACK_CAPACITY = 512
+FALLBACK_CAPACITIES = (128, 1024)
 FALLBACK_BATCH = 8
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=12)
 def _renderer(image_size, model_resolution, model_seed, tile_capacity):
   """Jitted coefficients (B, 495) -> dict of per-pixel render arrays, for one configuration."""
   from facernet_jax import forward  # pylint: disable=g-import-not-at-top
@@ -205,15 +234,16 @@ def render_coefficients(config, coefficients):
   key = (config.image_size, config.model_resolution, config.model_seed)
   out = jax.device_get(_renderer(*key, TILE_CAPACITY)(jnp.asarray(coefficients)))
   out = {name: np.array(value) for name, value in out.items()}  # writable copies
-  redo = np.flatnonzero(out['overflow'] > 0)
-  for chunk in range(0, len(redo), FALLBACK_BATCH):
-    idx = redo[chunk:chunk + FALLBACK_BATCH]
-    padded = np.concatenate([idx, np.full(FALLBACK_BATCH - len(idx), idx[0])])
-    again = jax.device_get(_renderer(*key, FALLBACK_CAPACITY)(jnp.asarray(coefficients[padded])))
-    if np.any(again['overflow'] > 0):
-      raise RuntimeError(f'rasteriser tile overflow even with capacity {FALLBACK_CAPACITY}')
-    for name in out:
-      out[name][idx] = again[name][:len(idx)]
+  for capacity in FALLBACK_CAPACITIES:
+    redo = np.flatnonzero(out['overflow'] > 0)
+    for chunk in range(0, len(redo), FALLBACK_BATCH):
+      idx = redo[chunk:chunk + FALLBACK_BATCH]
+      padded = np.concatenate([idx, np.full(FALLBACK_BATCH - len(idx), idx[0])])
+      again = jax.device_get(_renderer(*key, capacity)(jnp.asarray(coefficients[padded])))
+      for name in out:
+        out[name][idx] = again[name][:len(idx)]
+  if np.any(out['overflow'] > 0):
+    raise RuntimeError(f'rasteriser tile overflow even with capacity {FALLBACK_CAPACITIES[-1]}')
   del out['overflow']
   return out
 

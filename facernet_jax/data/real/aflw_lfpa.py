@@ -73,7 +73,7 @@ class AflwLfpa(common.RealFacesBuilder):
             yaw = float(np.ravel(m['yaw'])[0])
           elif 'Pose_Para' in m:
             yaw = float(np.degrees(np.ravel(m['Pose_Para'])[1]))
-        except (KeyError, ValueError, OSError) as e:
+        except Exception as e:  # pylint: disable=broad-except  (scipy raises many types)
           counter.skip(mat, f'bad annotation ({e!r}); expected pt2d (2, 34)')
           continue
         yield key, image, pts, None, {'yaw': np.float32(yaw), 'visible': vis}

@@ -7,7 +7,6 @@ import csv
 import os
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from facernet_jax.data.real import common
 

@@ -143,6 +143,9 @@ def generate_cropped(counter, items, image_size, box_scale):
       continue
     feats = dict(feats)
     extra = feats.pop('_points', {})
+    if not np.all(np.isfinite(points)):
+      counter.skip(path, 'non-finite landmark coordinates')
+      continue
     try:
       crop, lm, box, extra_out = crop_example(image, points, box, image_size, box_scale,
                                               tuple(extra.values()))

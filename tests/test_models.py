@@ -1,0 +1,239 @@
+"""Tests for facernet_jax.models against independent references (formulas, numpy, gradients)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from facernet_jax import models
+from facernet_jax.models import layers
+from facernet_jax.models.multiscale import MultiscaleFusion
+
+EPS = 1e-5
+
+
+# --- coefficient split (Eq 10, docs/architecture.md table) ---------------------------------
+
+def test_split_coefficients_matches_contract_slices():
+  x = np.arange(3 * 495, dtype=np.float32).reshape(3, 495)
+  parts = models.split_coefficients(x)
+  expected = {'shape': (0, 199), 'texture': (199, 398), 'expression': (398, 462),
+              'rotation': (462, 465), 'translation': (465, 468), 'lighting': (468, 495)}
+  assert list(parts) == list(expected) == list(models.COEFFICIENT_SIZES)
+  for name, (a, b) in expected.items():
+    np.testing.assert_array_equal(parts[name], x[:, a:b])
+  np.testing.assert_array_equal(models.join_coefficients(parts), x)
+  with pytest.raises(ValueError):
+    models.split_coefficients(np.zeros((2, 494)))
+
+
+def test_create_model_rejects_unknown_name():
+  with pytest.raises(ValueError, match='resnet50'):
+    models.create_model('vgg16')
+
+
+# --- shapes of every variant (traced with eval_shape: no compilation) -----------------------
+
+VARIANTS = [
+    ('facernet', {}),
+    ('facernet', dict(use_attention=False)),
+    ('facernet', dict(use_multiscale=False)),
+    ('facernet', dict(use_decoder=False)),
+    ('facernet', dict(use_attention=False, use_multiscale=False, use_decoder=False, width=0.5)),
+    ('facernet', dict(width=1.4, num_outputs=62, dilation=1, dtype=jnp.bfloat16)),
+    ('mobilenetv2', {}),
+    ('resnet50', {}),
+    ('densenet121', dict(num_outputs=62)),
+]
+
+
+@pytest.mark.parametrize('name,kwargs', VARIANTS, ids=[f'{n}-{k}' for n, k in VARIANTS])
+def test_output_shapes(name, kwargs):
+  model = models.create_model(name, **kwargs)
+  variables = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False))
+  k = kwargs.get('num_outputs', 495)
+  for size in (64, 120, 224):
+    out = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((2, size, size, 3)), train=False),
+                         variables)
+    assert out.shape == (2, k) and out.dtype == jnp.float32, (size, out)
+  out, state = jax.eval_shape(
+      lambda v: model.apply(v, jnp.zeros((2, 120, 120, 3)), train=True, mutable=['batch_stats']),
+      variables)
+  assert out.shape == (2, k)
+  assert jax.tree.structure(state['batch_stats']) == jax.tree.structure(variables['batch_stats'])
+
+
+# --- parameter count of one inverted-residual block = formula -------------------------------
+
+@pytest.mark.parametrize('c_in,c_out,t,s', [(32, 16, 1, 1), (16, 24, 6, 2), (24, 24, 6, 1), (160, 320, 6, 1)])
+def test_inverted_residual_param_count(c_in, c_out, t, s):
+  block = layers.InvertedResidual(c_out, s, t)
+  v = jax.eval_shape(lambda: block.init(jax.random.key(0), jnp.zeros((1, 8, 8, c_in))))
+  h = c_in * t
+  expected = (c_in * h + 2 * h if t != 1 else 0) + 9 * h + 2 * h + h * c_out + 2 * c_out
+  assert models.count_params(v['params']) == expected
+  # running mean + var for every BN channel
+  assert models.count_params(v['batch_stats']) == 2 * ((h if t != 1 else 0) + h + c_out)
+
+
+def test_mobilenetv2_matches_reference_count():
+  """Torchvision's mobilenet_v2 has 3,504,872 params with its 1280 -> 1000 classifier."""
+  model = models.create_model('mobilenetv2', num_outputs=1000)
+  v = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))))
+  assert models.count_params(v['params']) == 3_504_872
+
+
+# --- receptive field of the multiscale module, measured by gradients (Sec 3.2, Eqs 7-8) ---
+
+@pytest.mark.parametrize('dilation,size', [(3, 51), (1, 31)])
+def test_multiscale_receptive_field(dilation, size):
+  module = MultiscaleFusion(dilation=dilation)
+  n, c = 71, 35
+  x = jax.random.normal(jax.random.key(1), (4, n, n, 8))
+  variables = module.init(jax.random.key(2), x[:1])
+
+  def central(x):
+    return module.apply(variables, x)[:, c, c, :].sum()
+
+  g = np.asarray(jax.jit(jax.grad(central))(x))
+  support = np.abs(g).sum(axis=(0, 3)) > 0
+  rows, cols = np.nonzero(support)
+  half = size // 2
+  assert (rows.min(), rows.max(), cols.min(), cols.max()) == (c - half, c + half, c - half, c + half)
+  assert support.sum() == size * size  # every pixel of the square, none outside
+
+
+# --- residual attention (Eq 9) with hand-set weights -----------------------------------------
+
+def _bn(scale, bias, mean, var):
+  return ({'scale': jnp.asarray(scale, jnp.float32), 'bias': jnp.asarray(bias, jnp.float32)},
+          {'mean': jnp.asarray(mean, jnp.float32), 'var': jnp.asarray(var, jnp.float32)})
+
+
+def test_residual_attention_equals_one_plus_mask_times_trunk():
+  rng = np.random.default_rng(0)
+  C, c = 4, 2
+  x = rng.normal(size=(2, 3, 3, C)).astype(np.float32)
+  W = rng.normal(size=(C, c)).astype(np.float32)
+  P = [rng.normal(size=(c, c)).astype(np.float32) for _ in range(2)]
+  a, beta = [0.7, -1.3], [np.array([0.1, -0.2]), np.array([0.3, 0.05])]
+  one = 1.0 - EPS  # BN variance that makes the normalisation exactly the identity
+  params, stats = {}, {}
+  params['trunk'], stats['trunk'] = {'Conv_0': {'kernel': W[None, None]}}, {}
+  p, s = _bn([1.5, 0.5], [0.2, -0.1], [0.1, -0.3], [4.0, 0.25])
+  params['trunk']['BatchNorm_0'], stats['trunk']['BatchNorm_0'] = p, s
+  for i in range(2):
+    dw = np.zeros((3, 3, 1, c), np.float32)
+    dw[1, 1] = a[i]
+    p, s = _bn(np.ones(c), np.zeros(c), np.zeros(c), np.full(c, one))
+    params[f'mask{i}_dw'] = {'Conv_0': {'kernel': dw}, 'BatchNorm_0': p}
+    stats[f'mask{i}_dw'] = {'BatchNorm_0': s}
+    p, s = _bn(np.ones(c), beta[i], np.zeros(c), np.full(c, one))
+    params[f'mask{i}_pw'] = {'Conv_0': {'kernel': P[i][None, None]}, 'BatchNorm_0': p}
+    stats[f'mask{i}_pw'] = {'BatchNorm_0': s}
+  ra = layers.ResidualAttention()
+  shapes = jax.eval_shape(lambda: ra.init(jax.random.key(0), x))
+  assert jax.tree.structure(shapes) == jax.tree.structure({'params': params, 'batch_stats': stats})
+  h = ra.apply({'params': params, 'batch_stats': stats}, x, train=False)
+
+  f = (x @ W - np.array([0.1, -0.3])) / np.sqrt(np.array([4.0, 0.25]) + EPS) * [1.5, 0.5] + [0.2, -0.1]
+  r = f
+  for i in range(2):
+    r = r + np.clip(a[i] * r, 0, 6) @ P[i] + beta[i]
+  m = 1 / (1 + np.exp(-r))
+  np.testing.assert_allclose(h, (1 + m) * f, rtol=1e-5, atol=1e-5)
+
+  # "no attention": the trunk alone, with the same parameters.
+  trunk_only = layers.ResidualAttention(use_mask=False)
+  h0 = trunk_only.apply({'params': {'trunk': params['trunk']},
+                         'batch_stats': {'trunk': stats['trunk']}}, x, train=False)
+  np.testing.assert_allclose(h0, f, rtol=1e-5, atol=1e-5)
+
+
+# --- BatchNorm: train vs eval, jit and pmap --------------------------------------------------
+
+def test_batchnorm_updates_in_train_not_in_eval():
+  rng = np.random.default_rng(0)
+  x = rng.normal(1.0, 2.0, size=(4, 5, 5, 3)).astype(np.float32)
+  K = rng.normal(size=(3, 2)).astype(np.float32)
+  module = layers.ConvBN(2, 1, act=None)
+  v = module.init(jax.random.key(0), x)
+  v = {'params': {'Conv_0': {'kernel': K[None, None]}, 'BatchNorm_0': v['params']['BatchNorm_0']},
+       'batch_stats': v['batch_stats']}
+  y = (x @ K).reshape(-1, 2)
+  mu, var = y.mean(0), y.var(0)
+
+  out, new = jax.jit(lambda v, x: module.apply(v, x, train=True, mutable=['batch_stats']))(v, x)
+  bs = new['batch_stats']['BatchNorm_0']
+  np.testing.assert_allclose(bs['mean'], 0.1 * mu, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(bs['var'], 0.9 + 0.1 * var, rtol=1e-5)
+  np.testing.assert_allclose(out.reshape(-1, 2), (y - mu) / np.sqrt(var + EPS), rtol=1e-4, atol=1e-4)
+
+  v2 = {'params': v['params'], 'batch_stats': new['batch_stats']}
+  out, same = jax.jit(lambda v, x: module.apply(v, x, train=False, mutable=['batch_stats']))(v2, x)
+  jax.tree.map(np.testing.assert_array_equal, same['batch_stats'], new['batch_stats'])
+  np.testing.assert_allclose(out.reshape(-1, 2), (y - bs['mean']) / np.sqrt(bs['var'] + EPS),
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_batchnorm_under_pmap_averages_over_devices():
+  n = jax.local_device_count()
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(n, 2, 3, 3, 2)).astype(np.float32) + np.arange(n)[:, None, None, None, None]
+  module = layers.ConvBN(2, 1, act=None, bn_axis_name='batch')
+  v = layers.ConvBN(2, 1, act=None).init(jax.random.key(0), x[0])
+  v = {'params': {'Conv_0': {'kernel': np.eye(2, dtype=np.float32)[None, None]},
+                  'BatchNorm_0': v['params']['BatchNorm_0']}, 'batch_stats': v['batch_stats']}
+  step = jax.pmap(lambda v, x: module.apply(v, x, train=True, mutable=['batch_stats']),
+                  axis_name='batch', in_axes=(None, 0))
+  _, new = step(v, x)
+  mean = np.asarray(new['batch_stats']['BatchNorm_0']['mean'])
+  expected = 0.1 * x.reshape(-1, 2).mean(0)  # global batch mean over all devices
+  for d in range(n):
+    np.testing.assert_allclose(mean[d], expected, rtol=1e-5, atol=1e-6)
+
+
+# --- the whole network, compiled once -------------------------------------------------------
+
+def _host_variables(model, size=32):
+  """He-normal kernels, unit BN and unit statistics, filled on the host from eval_shape.
+
+  (model.init compiles one random generator per tensor: slow on a shared CPU.)
+  """
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3))))
+  rng = np.random.default_rng(0)
+
+  def fill(path, leaf):
+    name = jax.tree_util.keystr(path)
+    if 'kernel' in name:
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      return rng.normal(0, np.sqrt(2 / fan_in), leaf.shape).astype(np.float32)
+    if "'scale'" in name or "'var'" in name:
+      return np.ones(leaf.shape, np.float32)
+    return np.zeros(leaf.shape, np.float32)
+
+  return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def test_facernet_train_mode_updates_every_batchnorm():
+  model = models.create_model('facernet')
+  variables = _host_variables(model)
+  images = jax.random.uniform(jax.random.key(0), (2, 32, 32, 3))
+  out, new = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats']))(
+      variables, images)
+  assert out.shape == (2, 495) and out.dtype == jnp.float32 and np.all(np.isfinite(out))
+  changed = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
+                         variables['batch_stats'], new['batch_stats'])
+  assert len(jax.tree.leaves(changed)) > 100 and all(jax.tree.leaves(changed))
+
+
+def test_head_initial_prediction_near_zero():
+  """The head's initial output is tiny (mean face, frontal, ambient light) but not zero."""
+  from facernet_jax.models.facernet import RegressionHead
+  head = RegressionHead()
+  feats = jax.random.uniform(jax.random.key(0), (8, 4, 4, 1280), maxval=6.0)  # ReLU6 range
+  v = head.init(jax.random.key(1), feats)
+  out = head.apply(v, feats)
+  assert out.shape == (8, 495)
+  assert 0 < float(jnp.abs(out).max()) < 0.05
+  np.testing.assert_array_equal(v['params']['coefficients']['bias'], 0)
