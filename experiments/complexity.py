@@ -105,11 +105,14 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--sizes', type=int, nargs='+', default=[64, 120, 224])
   parser.add_argument('--breakdown', action='store_true', help='parameters per module of ours')
-  parser.add_argument('--outputs', type=int, default=495)
+  parser.add_argument('--outputs', type=int, default=495,
+                      help='head size (62 reproduces the 3DDFA/DAMDNet heads of the baselines)')
+  parser.add_argument('--models', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
   args = parser.parse_args(argv)
 
   rows = []
-  for label, (name, kw) in VARIANTS.items():
+  for label in args.models:
+    name, kw = VARIANTS[label]
     model = create_model(name, num_outputs=args.outputs, **kw)
     p_ref, g_ref = PAPER[label]
     for size in args.sizes:

@@ -244,9 +244,9 @@ def run_synthetic(rec, num_examples=-1):
       im = metrics.image_metrics(images[k], comp, region)
       dm = metrics.depth_metrics(dec['depth'][k], data['depth'][sl][k], float(cam.focal), float(cam.cx),
                                  float(cam.cy), float(cam.camera_distance))
+      init = metrics.similarity_transform(dec['vertices_cam'][k][lm_idx], gt_vertices[k][lm_idx])
       rows.append(dict(nme=float(nme[k]), yaw=float(data['yaw'][sl][k]), **im, **dm,
-                       dense_nme=metrics.dense_nme(dec['vertices_cam'][k], gt_vertices[k], init=metrics.similarity_transform(
-                           dec['vertices_cam'][k][lm_idx], gt_vertices[k][lm_idx]))))
+                       dense_nme=metrics.dense_nme(dec['vertices_cam'][k], gt_vertices[k], init=init)))
   return _summarise('synthetic', rows)
 
 

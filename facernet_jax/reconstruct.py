@@ -53,9 +53,7 @@ class Reconstructor:
   def __init__(self, config, variables, batch_size=8, render_size=256):
     import jax  # pylint: disable=g-import-not-at-top
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-    from facernet_jax import forward  # pylint: disable=g-import-not-at-top
     from facernet_jax import train  # pylint: disable=g-import-not-at-top
-    from facernet_jax.render import RasterSettings  # pylint: disable=g-import-not-at-top
     self.config = config
     self.image_size = int(config.image_size)
     self.batch_size = int(batch_size)
@@ -65,14 +63,10 @@ class Reconstructor:
     self.face_model = self.decoder.face_model
     self.params = jax.tree_util.tree_map(jnp.asarray, variables['params'])
     self.batch_stats = jax.tree_util.tree_map(jnp.asarray, variables.get('batch_stats', {}) or {})
-    raster = dict(config.raster.to_dict()) if 'raster' in config else {}
-    raster.update(image_size=self.render_size, mode='hard')
-    # The camera scales with the image size, so the same coefficients render the same view, sharper.
-    self.hires = forward.FaceDecoder(face_model=self.face_model, image_size=self.render_size,
-                                     trainable_bases=bool(config.get('trainable_bases', True)),
-                                     raster=RasterSettings(**raster))
+    self._raster = dict(config.raster.to_dict()) if 'raster' in config else {}
+    self._raster.update(image_size=self.render_size, mode='hard')
     self.uvs = export.model_uvs(self.face_model)
-    network, hires = self.network, self.hires
+    network = self.network
 
     def predict(params, batch_stats, images):
       variables = {'params': params['network']}
@@ -80,19 +74,31 @@ class Reconstructor:
         variables['batch_stats'] = batch_stats
       return network.apply(variables, images, train=False)
 
+    self._predict = jax.jit(predict)
+    self._decode = self._build_decode()
+    self._refine_fns = {}
+
+  def _build_decode(self):
+    """Jitted coefficients -> geometry + hard render at render_size (the camera scales with the image
+    size, so the same coefficients render the same view, sharper)."""
+    import jax  # pylint: disable=g-import-not-at-top
+    from facernet_jax import forward  # pylint: disable=g-import-not-at-top
+    from facernet_jax.render import RasterSettings  # pylint: disable=g-import-not-at-top
+    hires = forward.FaceDecoder(face_model=self.face_model, image_size=self.render_size,
+                                trainable_bases=bool(self.config.get('trainable_bases', True)),
+                                raster=RasterSettings(**self._raster))
+    scale = self.image_size / self.render_size
+
     def decode(params, coefficients):
       out = hires.apply({'params': params['decoder']}, coefficients)
       r = out['render']
       keep = ('vertices', 'vertices_cam', 'landmarks', 'albedo', 'colours', 'rotation')
       res = {k: out[k] for k in keep}
-      # Landmarks in crop pixels: the camera scales with the image size, so this is exact.
-      res['landmarks_crop'] = out['landmarks'] * (self.image_size / self.render_size)
+      res['landmarks_crop'] = out['landmarks'] * scale  # crop pixels (exact: the camera scales)
       res.update(render=r.image, alpha=r.alpha, depth=r.depth, overflow=r.overflow)
       return res
 
-    self._predict = jax.jit(predict)
-    self._decode = jax.jit(decode)
-    self._refine_fns = {}
+    return jax.jit(decode)
 
   def _pad(self, x):
     n = len(x)
@@ -109,8 +115,11 @@ class Reconstructor:
   def decode(self, coefficients):
     """Geometry, landmarks (crop pixels) and the hard render at render_size, as numpy."""
     c, n = self._pad(coefficients)
-    out = self._decode(self.params, c)
-    return {k: np.asarray(v)[:n] for k, v in out.items()}
+    out = {k: np.asarray(v)[:n] for k, v in self._decode(self.params, c).items()}
+    if np.any(out['overflow'] > 0):
+      print(f'warning: the rasteriser dropped triangles for {int(np.sum(out["overflow"] > 0))} face(s); '
+            f'renders and depth maps may have holes (lower --render-size)', file=sys.stderr)
+    return out
 
   def _refine_fn(self, steps, learning_rate):
     key = (steps, learning_rate)
@@ -124,55 +133,61 @@ class Reconstructor:
     w = losses.LossWeights.from_config(self.config.get('loss_weights', {}))
     ssim_mode = self.config.get('ssim_mode', 'global')
 
-    def terms(params, coefficients, images, targets, has_targets):
+    def one(image, render, mask, landmarks, target, has_target, coefficients):
+      """Weighted terms of one face (the loss functions take a batch: give them a batch of one)."""
+      t = {'land': has_target * losses.landmark_loss(landmarks[None], target[None], None, size),
+           'photo': losses.photometric_loss(image[None], render[None], mask[None]),
+           'ssim': losses.ssim_loss(image[None], render[None], mask[None], mode=ssim_mode),
+           'reg': losses.regularisation_loss(coefficients[None])}
+      return losses.total_loss(t, w)
+
+    def terms(params, coefficients, images, targets, has_targets, valid):
+      """Per-face (total (B,), weighted terms {name: (B,)}) and the objective: the sum over real faces
+      (padding excluded), so each face's coefficients follow their own loss."""
       out = decoder.apply({'params': params['decoder']}, coefficients)
       mask = jax.lax.stop_gradient(out['render'].alpha)
-      per_image = jnp.sum(jnp.square((out['landmarks'] - targets) / size), -1) @ losses.LANDMARK_WEIGHTS
-      land = jnp.sum(per_image * has_targets) / jnp.maximum(jnp.sum(has_targets), 1.0)
-      t = {'land': land,
-           'photo': losses.photometric_loss(images, out['render'].image, mask),
-           'ssim': losses.ssim_loss(images, out['render'].image, mask, mode=ssim_mode),
-           'reg': losses.regularisation_loss(coefficients)}
-      total, weighted = losses.total_loss(t, w)
-      return total, weighted
+      total, weighted = jax.vmap(one)(images, out['render'].image, mask, out['landmarks'], targets,
+                                      has_targets, coefficients)
+      return jnp.sum(total * valid), (total, weighted)
 
     tx = optax.adam(learning_rate)
 
-    def run(params, coefficients, images, targets, has_targets):
-      loss_before = terms(params, coefficients, images, targets, has_targets)
+    def run(params, coefficients, images, targets, has_targets, valid):
+      _, before = terms(params, coefficients, images, targets, has_targets, valid)
 
       def step(carry, _):
         c, opt_state = carry
-        (_, _), g = jax.value_and_grad(lambda c: terms(params, c, images, targets, has_targets),
-                                       has_aux=True)(c)
+        g, _ = jax.grad(lambda c: terms(params, c, images, targets, has_targets, valid), has_aux=True)(c)
         g = jnp.where(jnp.isfinite(g), g, 0.0)
         updates, opt_state = tx.update(g, opt_state, c)
         return (optax.apply_updates(c, updates), opt_state), None
 
       (c, _), _ = jax.lax.scan(step, (coefficients, tx.init(coefficients)), None, length=steps)
-      return c, loss_before, terms(params, c, images, targets, has_targets)
+      _, after = terms(params, c, images, targets, has_targets, valid)
+      return c, before, after
 
     fn = jax.jit(run)
     self._refine_fns[key] = fn
     return fn
 
   def refine(self, coefficients, crops, targets, has_targets, steps, learning_rate=0.01):
-    """N Adam steps on the coefficients (Eqs 12, 14, 15, 17 weighted as in training); returns
-    (coefficients, losses before, losses after) with losses = {'total', 'land', 'photo', ...}.
-
-    Padding examples of the last batch take part in the optimisation but not in the reported losses
-    only through their (zero-image) contribution to the batch means, so losses are batch-level values.
-    """
+    """N Adam steps on the coefficients against Eqs 12, 14, 15, 17 (weighted as in training; the
+    landmark term only for faces with given landmarks). Returns (coefficients, losses before, losses
+    after), losses being one dict per face: {'total', 'land', 'photo', 'ssim', 'reg'}."""
     n = len(coefficients)
-    c, _ = self._pad(coefficients)
-    images, _ = self._pad(crops)
-    tg, _ = self._pad(targets)
+    c, _ = self._pad(np.asarray(coefficients, np.float32))
+    images, _ = self._pad(np.asarray(crops, np.float32))
+    tg, _ = self._pad(np.asarray(targets, np.float32))
     ht, _ = self._pad(np.asarray(has_targets, np.float32))
+    valid = (np.arange(self.batch_size) < n).astype(np.float32)
     fn = self._refine_fn(int(steps), float(learning_rate))
-    c2, before, after = fn(self.params, c.astype(np.float32), images.astype(np.float32),
-                           tg.astype(np.float32), ht.astype(np.float32))
-    summarise = lambda t: dict({k: float(v) for k, v in t[1].items()}, total=float(t[0]))
-    return np.asarray(c2)[:n], summarise(before), summarise(after)
+    c2, before, after = fn(self.params, c, images, tg, ht, valid)
+
+    def per_face(t):
+      total, weighted = np.asarray(t[0]), {k: np.asarray(v) for k, v in t[1].items()}
+      return [dict({k: float(v[i]) for k, v in weighted.items()}, total=float(total[i])) for i in range(n)]
+
+    return np.asarray(c2)[:n], per_face(before), per_face(after)
 
 
 def make_demo_checkpoint(workdir, config=None, coefficients=None):
@@ -321,7 +336,7 @@ def find_faces(photo, path, args, annotations):
 def make_jobs(photo, path, prefix, args, annotations, image_size):
   jobs = []
   for k, face in enumerate(find_faces(photo, path, args, annotations)):
-    box = face.crop_box()
+    box = face.crop_box(args.box_scale)
     crop, to_photo = detect.crop(photo, box, image_size)
     target = None
     if face.landmarks is not None:
@@ -511,9 +526,12 @@ def run(args):
                           for j in jobs])
       has = np.array([j.target_landmarks is not None for j in jobs], np.float32)
       coeffs, before, after = rec.refine(coeffs, crops, targets, has, args.refine, args.refine_lr)
+      mean = lambda ds: {k: float(np.mean([d[k] for d in ds])) for k in ds[0]}
       fmt = lambda d: ', '.join(f'{k} {v:.4g}' for k, v in sorted(d.items()))
-      progress(f'refine {args.refine} steps on {len(jobs)} face(s): before [{fmt(before)}] -> after [{fmt(after)}]')
-      extras = [{'refine': {'steps': args.refine, 'loss_before': before, 'loss_after': after}} for _ in jobs]
+      progress(f'refine {args.refine} steps on {len(jobs)} face(s), mean losses: before [{fmt(mean(before))}] '
+               f'-> after [{fmt(mean(after))}]')
+      extras = [{'refine': {'steps': args.refine, 'learning_rate': args.refine_lr, 'loss_before': b,
+                            'loss_after': a}} for b, a in zip(before, after)]
     dec = rec.decode(coeffs)
     for i, job in enumerate(jobs):
       one = {k: v[i] for k, v in dec.items()}
@@ -588,6 +606,8 @@ def parse_args(argv):
                       'the image is the face; file: only --faces entries')
   p.add_argument('--min-neighbours', type=int, default=6, help='detector: minimum group size of a face')
   p.add_argument('--max-faces', type=int, default=0, help='at most this many faces per image (0: all)')
+  p.add_argument('--box-scale', type=float, default=detect.BOX_SCALE,
+                 help='crop side / landmark-box side (default sqrt 2, as the real-data builders)')
   p.add_argument('--batch-size', type=int, default=8)
   p.add_argument('--render-size', type=int, default=256, help='render / depth map resolution')
   p.add_argument('--texture-size', type=int, default=256, help='UV texture side in pixels')

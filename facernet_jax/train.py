@@ -160,7 +160,8 @@ def preprocess(batch):
   image = batch['image']
   out['image'] = (image.astype(jnp.float32) / 255.0 if image.dtype == jnp.uint8
                   else image.astype(jnp.float32))
-  out['landmarks'] = batch['landmarks'].astype(jnp.float32)
+  if 'landmarks' in batch:
+    out['landmarks'] = batch['landmarks'].astype(jnp.float32)
   return out
 
 

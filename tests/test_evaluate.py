@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from facernet_jax import evaluate
-from facernet_jax import metrics
 
 
 def _hand_case():
@@ -189,7 +188,6 @@ def test_benchmark_lfpa_34_points(demo_workdir, shared_data, tmp_path, capsys):
   """A small AFLW-LFPA-format folder (34 of the 68 AFLW2000 points, some invisible) scored against a
   brute-force computation of the visibility-masked NME of the demo model's known predictions."""
   import scipy.io
-  from facernet_jax import face_model  # noqa: F401
   sel = np.arange(0, 68, 2)  # 34 points
   crop_pts, model = _demo_landmarks_crop(-25.0)
   root = tmp_path / 'AFLW_LFPA' / 'test'

@@ -195,7 +195,7 @@ def test_batchnorm_under_pmap_averages_over_devices():
 
 # --- the whole network, compiled once -------------------------------------------------------
 
-def _host_variables(model, size=32):
+def _host_variables(model, size=64):
   """He-normal kernels, unit BN and unit statistics, filled on the host from eval_shape.
 
   (model.init compiles one random generator per tensor: slow on a shared CPU.)
@@ -218,7 +218,7 @@ def _host_variables(model, size=32):
 def test_facernet_train_mode_updates_every_batchnorm():
   model = models.create_model('facernet')
   variables = _host_variables(model)
-  images = jax.random.uniform(jax.random.key(0), (2, 32, 32, 3))
+  images = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3))
   out, new = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats']))(
       variables, images)
   assert out.shape == (2, 495) and out.dtype == jnp.float32 and np.all(np.isfinite(out))
@@ -235,5 +235,5 @@ def test_head_initial_prediction_near_zero():
   v = head.init(jax.random.key(1), feats)
   out = head.apply(v, feats)
   assert out.shape == (8, 495)
-  assert 0 < float(jnp.abs(out).max()) < 0.05
+  assert 0 < float(jnp.abs(out).max()) < 0.02  # < 1.2 degrees of rotation
   np.testing.assert_array_equal(v['params']['coefficients']['bias'], 0)

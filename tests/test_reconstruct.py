@@ -89,7 +89,8 @@ def test_annotations_json_csv_and_errors(tmp_path):
   assert detect.faces_for_image(ann, 'other.jpg') is None
   (tmp_path / 'b.json').write_text(json.dumps([{'image': 'photo.jpg', 'box': [0, 0, 5, 5]}]))
   assert len(detect.faces_for_image(detect.load_annotations(tmp_path / 'b.json'), '/any/dir/photo.jpg')) == 1
-  (tmp_path / 'c.csv').write_text('image,x0,y0,x1,y1\nphoto.jpg,0,0,5,6\nphoto.jpg,' + ','.join(map(str, lm.ravel())) + '\n')
+  csv_text = 'image,x0,y0,x1,y1\nphoto.jpg,0,0,5,6\nphoto.jpg,' + ','.join(map(str, lm.ravel())) + '\n'
+  (tmp_path / 'c.csv').write_text(csv_text)
   faces = detect.load_annotations(tmp_path / 'c.csv')['photo.jpg']
   assert faces[0].box.tolist() == [0, 0, 5, 6] and faces[1].landmarks.shape == (68, 2)
   for name, text, msg in [('d.csv', 'p.jpg,1,2,3\n', 'expected 4 numbers'),
@@ -185,6 +186,7 @@ def test_reconstruct_real_photo_and_bad_inputs(workdir, shared_data, tmp_path, c
   assert coeffs['shape'].shape == (199,)
 
 
+@pytest.mark.slow
 def test_given_landmarks_boxes_and_refine(workdir, shared_data, tmp_path, capsys):
   img = shared_data / 'faces68' / 'images'
   lm = np.load(shared_data / 'faces68' / 'landmarks' / 'aflw2000_3d' / 'image00251.npy')
@@ -227,6 +229,7 @@ def test_video_frame_by_frame(workdir, tmp_path):
   assert sorted(p.name for p in (tmp_path / 'o2').iterdir()) == ['summary.json']
 
 
+@pytest.mark.slow
 def test_notebook_executes(workdir, tmp_path):
   nbformat = pytest.importorskip('nbformat')
   nbclient = pytest.importorskip('nbclient')
@@ -249,3 +252,18 @@ def test_notebook_executes(workdir, tmp_path):
   text = ''.join(o.get('text', '') for o in outputs)
   assert 'yaw' in text
   assert (tmp_path / 'nb_out').is_dir()
+
+
+
+def test_failure_while_writing_leaves_no_partial_face(workdir, tmp_path, monkeypatch, capsys):
+  photo = tmp_path / 'face.png'
+  cv2.imwrite(str(photo), np.random.default_rng(0).integers(0, 255, (40, 40, 3), np.uint8))
+
+  def broken(*args, **kwargs):
+    raise ValueError('simulated failure after the meshes were staged')
+
+  monkeypatch.setattr(reconstruct, 'overlay_image', broken)
+  out = tmp_path / 'out'
+  assert _run(['--workdir', workdir, str(photo), '--out', str(out), '--detector', 'none']) == 1
+  assert 'simulated failure' in capsys.readouterr().err
+  assert sorted(p.name for p in out.iterdir()) == ['summary.json']  # no mesh, no temporaries

@@ -291,7 +291,7 @@ def generate_examples(config, split, start=0, count=None):
     config = make_config(name=config)
   if count is None:
     count = config.num_examples(split) - start
-  if count <= 0:
+  if start < 0 or count <= 0:
     raise ValueError(f'nothing to generate: start={start}, count={count}')
   first, last = start // GENERATION_BATCH, (start + count - 1) // GENERATION_BATCH
   blocks = [_render_block(config, split, b) for b in range(first, last + 1)]

@@ -1,22 +1,23 @@
-"""Tile-binned soft / hard mesh rasteriser in pure JAX (SoftRas / PyTorch3D family).
+"""Soft / hard mesh rasteriser in pure JAX (SoftRas / PyTorch3D family), exact and memory-bounded.
 
-Two stages, as in PyTorch3D's coarse-to-fine rasteriser, with static shapes throughout:
+Two stages, with static shapes throughout (jit, vmap, pmap):
 
-1. Selection (no gradient). Triangles are binned into `tile_size` screen tiles: each triangle emits one
-   (tile, triangle) pair per tile its blur-expanded bounding box touches, into a static pair budget;
-   the pairs are stably sorted by tile and the first `tile_capacity` of each tile form its candidate
-   list. Every pixel of the tile tests its tile's candidates and keeps the K nearest (soft) and the
-   nearest covering one (hard). Nothing of size (pixels x triangles) is built; dropped candidates are
-   counted in `overflow`.
+1. Selection (no gradient). Every triangle's blur-expanded bounding box is enumerated as (pixel, face)
+   pairs, in face order, `chunk_size` pairs at a time inside a while loop. Per chunk, scatter-max of 1/depth
+   keeps the nearest covering face per pixel (the z-buffer) and K rounds of scatter-max keep the K nearest
+   soft candidates (merged with a running per-pixel buffer). Nothing of size (pixels x triangles) is built,
+   there is no per-tile capacity to overflow, and memory does not grow with the mesh.
 2. Evaluation (differentiable). For the few selected faces per pixel, barycentrics, signed distances and
-   depths are recomputed from the vertex positions, so gradients reach vertices and colours.
+   depths are recomputed from the vertex positions, so gradients reach vertices and colours (nvdiffrast
+   style for the hard image, SoftRas style for the soft silhouette).
 
 Screen vertices are `camera.project` outputs (x_px, y_px, view_depth); pixel (i, j) has centre
 (j + 0.5, i + 0.5). Signed distances are squared, in pixels^2, negative inside (as PyTorch3D's `dists`).
+See docs/renderer.md.
 """
 import dataclasses
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +27,8 @@ import numpy as np
 _COORD_LIMIT = 1e6
 # Triangles with |2 x area| below this (pixels^2) are degenerate and culled.
 _MIN_AREA = 1e-9
+# Pairs per image beyond which faces are dropped (keeps int32 pair indices exact).
+_MAX_PAIRS = float(1 << 30)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,9 +40,9 @@ class RasterSettings:
   sigma: soft edge sharpness in pixels^2 (prob = sigmoid(-signed_sq_dist / sigma)).
   gamma: depth softness of the blend (on depth normalised to [0, 1] between znear and zfar).
   faces_per_pixel: K nearest candidates kept per pixel in soft mode.
-  tile_size: side of a screen tile in pixels (binning granularity).
-  tile_capacity: candidates kept per tile; more are dropped and counted in `overflow`.
-  pair_capacity: total (tile, triangle) pairs per image; None = 4 F + 4 tiles.
+  chunk_size: (pixel, face) pairs processed per selection step; bounds memory, not correctness.
+  tile_size, tile_capacity: accepted for compatibility with tile-binning configs; unused (the pair
+    enumeration has no per-tile capacity, so `overflow` stays 0 unless the pair count exceeds 2**30).
   background: background colour (tuple, one value per channel or one value for all).
   znear, zfar: triangles with a vertex at depth <= znear, or all beyond zfar, are culled.
   prob_eps: soft candidates are faces with prob >= prob_eps (this sets the blur radius).
@@ -52,9 +55,9 @@ class RasterSettings:
   sigma: float = 0.1
   gamma: float = 1e-4
   faces_per_pixel: int = 8
+  chunk_size: int = 1 << 17
   tile_size: int = 8
   tile_capacity: int = 256
-  pair_capacity: Optional[int] = None
   background: tuple = (0.0, 0.0, 0.0)
   znear: float = 1.0
   zfar: float = 100.0
@@ -65,10 +68,8 @@ class RasterSettings:
   def __post_init__(self):
     if self.mode not in ('soft', 'hard'):
       raise ValueError(f"RasterSettings.mode must be 'soft' or 'hard', got {self.mode!r}")
-    if self.image_size <= 0 or self.tile_size <= 0 or self.tile_capacity <= 0:
-      raise ValueError('RasterSettings.image_size, tile_size and tile_capacity must be positive')
-    if self.faces_per_pixel <= 0 or (self.mode == 'soft' and self.faces_per_pixel > self.tile_capacity):
-      raise ValueError('RasterSettings.faces_per_pixel must be in [1, tile_capacity]')
+    if self.image_size <= 0 or self.chunk_size <= 0 or self.faces_per_pixel <= 0:
+      raise ValueError('RasterSettings.image_size, chunk_size and faces_per_pixel must be positive')
     if not 0 < self.znear < self.zfar:
       raise ValueError('RasterSettings needs 0 < znear < zfar')
     if self.sigma <= 0 or self.gamma <= 0:
@@ -89,7 +90,10 @@ class RasterSettings:
 
 
 class Fragments(NamedTuple):
-  """Per-pixel rasterisation result; K = settings.num_candidates, sorted nearest first.
+  """Per-pixel rasterisation result; K = settings.num_candidates.
+
+  Candidates: the visible face first (when the pixel is covered), then the other faces within the blur
+  radius by increasing depth (equal depths: decreasing face index).
 
   face_index (B,H,W,K) int32, -1 = no candidate; bary (B,H,W,K,3) perspective-correct (clipped to the
   triangle for soft candidates outside it); depth (B,H,W,K) view depth at the pixel; dist (B,H,W,K) signed
@@ -108,7 +112,8 @@ class Fragments(NamedTuple):
 
 class RenderOutput(NamedTuple):
   """image (B,H,W,C), alpha (B,H,W), depth (B,H,W) (0 = background), face_index (B,H,W) int32 (-1 =
-  background), bary (B,H,W,3), overflow (B,) int32 (candidates dropped because a tile was full)."""
+  background), bary (B,H,W,3), overflow (B,) int32 ((pixel, face) pairs not processed; 0 unless an image
+  has more than 2**30 of them)."""
   image: jax.Array
   alpha: jax.Array
   depth: jax.Array
@@ -123,16 +128,17 @@ class RenderOutput(NamedTuple):
 
 # Field layout of the packed per-face array (last axis).
 _X0, _Y0, _X1, _Y1, _X2, _Y2, _IZ0, _IZ1, _IZ2, _INV_AREA = range(10)
-_NUM_FIELDS = 10
 
 
 def _face_data(screen_vertices, triangles, settings):
-  """Packs per-face screen data (B,F,10) and the validity mask (B,F).
+  """Per-face screen data (a tuple of 10 (B,F) arrays, see _X0...) and the validity mask (B,F).
 
   Invalid faces (behind the near plane, beyond the far plane, degenerate, non-finite, culled back faces)
   are replaced by a harmless unit triangle so no later division produces NaN (in values or gradients).
   """
-  v = screen_vertices[:, triangles]  # (B, F, 3, 3)
+  batch, num_vertices = screen_vertices.shape[:2]
+  flat = (triangles[None] + num_vertices * jnp.arange(batch, dtype=jnp.int32)[:, None, None]).reshape(-1)
+  v = screen_vertices.reshape(-1, 3)[flat].reshape(batch, -1, 3, 3)  # (B, F, 3, 3), row gather
   finite = jnp.all(jnp.isfinite(v), axis=(-1, -2))
   v = jnp.where(finite[..., None, None], v, 1.0)
   xy = jnp.clip(v[..., :2], -_COORD_LIMIT, _COORD_LIMIT)
@@ -149,8 +155,7 @@ def _face_data(screen_vertices, triangles, settings):
                             safe(x2, -10.), safe(y2, -9.))
   area = safe(area, 1.0)
   zs = jnp.where(valid[..., None], z, 1.0)
-  data = jnp.stack([x0, y0, x1, y1, x2, y2, 1.0 / zs[..., 0], 1.0 / zs[..., 1], 1.0 / zs[..., 2],
-                    1.0 / area], axis=-1)
+  data = (x0, y0, x1, y1, x2, y2, 1.0 / zs[..., 0], 1.0 / zs[..., 1], 1.0 / zs[..., 2], 1.0 / area)
   return data, valid
 
 
@@ -191,134 +196,168 @@ def _as_float(x):
   return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
 
 
-def _fields(data):
-  return tuple(data[..., k] for k in range(_NUM_FIELDS))
+def _take(data, index):
+  """Gathers every field of `data` (tuple of (M,) arrays) at `index` (fields kept separate: the
+  backward pass of interleaved fields is several times slower on CPU)."""
+  return tuple(f[index] for f in data)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Stage 1: selection by tile binning (no gradient).
+# Stage 1: selection (no gradient) over chunks of (pixel, face) pairs.
 # ---------------------------------------------------------------------------------------------------------
 
-def _grid(settings):
-  t = settings.tile_size
-  tiles_per_side = -(-settings.image_size // t)
-  return t, tiles_per_side, tiles_per_side * tiles_per_side
-
-
-def pair_capacity(num_faces, settings):
-  """Static (tile, triangle) pair budget per image."""
-  if settings.pair_capacity is not None:
-    return int(settings.pair_capacity)
-  _, _, num_tiles = _grid(settings)
-  return 4 * int(num_faces) + 4 * num_tiles
-
-
-def _bin_faces(data, valid, settings):
-  """Candidate lists (B, tiles, capacity) of face ids (-1 padded), and dropped-pair counts (B,)."""
-  batch, num_faces = valid.shape
+def _pixel_ranges(data, valid, settings):
+  """Per-face pixel-centre index box [j0, j0 + nx) x [i0, i0 + ny) of the blur-expanded bbox; count."""
   size = settings.image_size
-  t, per_side, num_tiles = _grid(settings)
-  cap = settings.tile_capacity
-  budget = pair_capacity(num_faces, settings)
   r = math.sqrt(settings.blur_radius_sq)
-
-  xs = data[..., _X0:_Y2 + 1:2]
-  ys = data[..., _Y0:_Y2 + 1:2]
-  # Pixel-centre index ranges [j0, j1] x [i0, i1] of the blur-expanded bounding box.
-  j0 = jnp.ceil(jnp.min(xs, -1) - r - 0.5)
-  j1 = jnp.floor(jnp.max(xs, -1) + r - 0.5)
-  i0 = jnp.ceil(jnp.min(ys, -1) - r - 0.5)
-  i1 = jnp.floor(jnp.max(ys, -1) + r - 0.5)
-  j0, i0 = jnp.maximum(j0, 0), jnp.maximum(i0, 0)
-  j1, i1 = jnp.minimum(j1, size - 1), jnp.minimum(i1, size - 1)
+  xs = jnp.stack([data[_X0], data[_X1], data[_X2]], -1)
+  ys = jnp.stack([data[_Y0], data[_Y1], data[_Y2]], -1)
+  j0 = jnp.maximum(jnp.ceil(jnp.min(xs, -1) - r - 0.5), 0)
+  j1 = jnp.minimum(jnp.floor(jnp.max(xs, -1) + r - 0.5), size - 1)
+  i0 = jnp.maximum(jnp.ceil(jnp.min(ys, -1) - r - 0.5), 0)
+  i1 = jnp.minimum(jnp.floor(jnp.max(ys, -1) + r - 0.5), size - 1)
   on_screen = valid & (j1 >= j0) & (i1 >= i0)
-  j0, i0, j1, i1 = (jnp.where(on_screen, a, 0) for a in (j0, i0, j1, i1))
-  tx0, ty0 = (j0 // t).astype(jnp.int32), (i0 // t).astype(jnp.int32)
-  ntx = (j1 // t).astype(jnp.int32) - tx0 + 1
-  nty = (i1 // t).astype(jnp.int32) - ty0 + 1
-  count = jnp.where(on_screen, ntx * nty, 0)
+  j0, i0, j1, i1 = (jnp.where(on_screen, a, 0).astype(jnp.int32) for a in (j0, i0, j1, i1))
+  nx, ny = j1 - j0 + 1, i1 - i0 + 1
+  return j0, i0, nx, jnp.where(on_screen, nx * ny, 0)
 
-  # Expand faces into pairs: pair p belongs to the face whose [start, start + count) range holds p.
-  end = jnp.cumsum(count, axis=-1)
+
+def _select_one(data, valid, settings):
+  """One image: K nearest soft candidates (S*S, K) and the nearest covering face (S*S,), as face ids.
+
+  The (pixel, face) pairs of all blur-expanded bounding boxes are enumerated in order (face-major) and
+  processed `chunk_size` at a time in a while loop, so memory is bounded and nothing is ever dropped.
+  Per chunk, the nearest covering face is a scatter-max of 1/depth (equal depths: highest face index);
+  the K nearest soft candidates are K rounds of two scatter-max (1/depth, then face index), each taking
+  the largest (1/depth, face) strictly below the previous round's, merged with the running buffer. The
+  order is total, so faces at equal depth (a shared vertex nearest to the pixel) are all kept.
+  """
+  num_faces = valid.shape[0]
+  size = settings.image_size
+  num_pixels = size * size
+  k = settings.num_candidates
+  chunk = int(settings.chunk_size)
+  soft = settings.mode == 'soft'
+  r2 = settings.blur_radius_sq
+  dtype = data[0].dtype
+  neg_inf = jnp.array(-jnp.inf, dtype)
+
+  j0, i0, nx, count = _pixel_ranges(data, valid, settings)
+  # Keep the int32 pair counter from wrapping: faces past 2**30 pairs are dropped (and reported).
+  fits = jnp.cumsum(count.astype(jnp.float32)) <= _MAX_PAIRS
+  dropped = jnp.sum(jnp.where(fits, 0.0, count.astype(jnp.float32)))
+  count = jnp.where(fits, count, 0)
+  end = jnp.cumsum(count)
   start = end - count
-  total = end[:, -1]
-  rows = jnp.arange(batch)[:, None]
-  marker = jnp.zeros((batch, budget + 1), jnp.int32).at[rows, jnp.minimum(start, budget)].add(1)
-  owner = jnp.cumsum(marker[:, :budget], axis=-1) - 1
-  owner = jnp.clip(owner, 0, num_faces - 1)
-  p = jnp.arange(budget, dtype=jnp.int32)[None]
-  local = p - jnp.take_along_axis(start, owner, axis=-1)
-  ntx_o = jnp.maximum(jnp.take_along_axis(ntx, owner, axis=-1), 1)
-  tx = jnp.take_along_axis(tx0, owner, axis=-1) + local % ntx_o
-  ty = jnp.take_along_axis(ty0, owner, axis=-1) + local // ntx_o
-  tile = jnp.where(p < total[:, None], ty * per_side + tx, num_tiles)
+  total = end[-1]
+  num_chunks = (total + chunk - 1) // chunk
 
-  # Stable sort by tile keeps faces in index order inside each tile (deterministic tie-breaking).
-  tile_sorted, face_sorted = jax.lax.sort((tile, owner), dimension=-1, num_keys=1, is_stable=True)
-  bounds = jax.vmap(lambda a: jnp.searchsorted(a, jnp.arange(num_tiles + 1, dtype=a.dtype)))(tile_sorted)
-  tile_start, tile_count = bounds[:, :-1], bounds[:, 1:] - bounds[:, :-1]
-  slot = jnp.arange(cap, dtype=jnp.int32)
-  idx = jnp.minimum(tile_start[..., None] + slot, budget - 1)
-  cand = jnp.take_along_axis(face_sorted, idx.reshape(batch, -1), axis=-1).reshape(batch, num_tiles, cap)
-  cand = jnp.where(slot < tile_count[..., None], cand, -1)
-  overflow = jnp.sum(jnp.maximum(tile_count - cap, 0), axis=-1) + jnp.maximum(total - budget, 0)
-  return cand, overflow.astype(jnp.int32)
+  def body(state):
+    c, best_key, best_face, buf_key, buf_face = state
+    w0 = c * chunk
+    p = w0 + jnp.arange(chunk, dtype=jnp.int32)
+    # Owner face of pair p = (number of faces starting at or before p) - 1.
+    base = jnp.searchsorted(start, w0, side='left')
+    rel = jnp.where((start >= w0) & (start < w0 + chunk), start - w0, chunk)
+    marker = jnp.zeros(chunk, jnp.int32).at[rel].add(1, mode='drop')
+    owner = jnp.clip(base + jnp.cumsum(marker) - 1, 0, num_faces - 1)
+    local = p - start[owner]
+    nxo = jnp.maximum(nx[owner], 1)
+    col = j0[owner] + local % nxo
+    row = i0[owner] + local // nxo
+    ok = p < total
+    pix = jnp.where(ok, row * size + col, num_pixels)
+    _, _, inside, signed, inv_depth = _pair_geometry(
+        col.astype(dtype) + 0.5, row.astype(dtype) + 0.5, _take(data, owner))
+
+    def scatter_max(values, init):
+      return jnp.full((num_pixels,), init, values.dtype).at[pix].max(values, mode='drop')
+
+    # Nearest covering face (hard z-buffer).
+    hard_key = jnp.where(ok & inside, inv_depth, neg_inf)
+    m = jnp.maximum(scatter_max(hard_key, neg_inf), best_key)
+    m_at = m.at[pix].get(mode='fill', fill_value=jnp.inf)
+    new_face = scatter_max(jnp.where((hard_key == m_at) & (hard_key > neg_inf), owner, -1), -1)
+    best_face = jnp.maximum(new_face, jnp.where((best_key == m) & (m > neg_inf), best_face, -1))
+    best_key = m
+
+    if soft:
+      # K rounds, each taking the largest (1/depth, face) pair strictly below the previous round's in
+      # lexicographic order, over this chunk's pairs and the running buffer.
+      key = jnp.where(ok & (signed < r2), inv_depth, neg_inf)
+      prev_key = jnp.full((num_pixels,), jnp.inf, dtype)
+      prev_face = jnp.full((num_pixels,), -1, jnp.int32)
+      keys, faces = [], []
+      for _ in range(k):
+        pk = prev_key.at[pix].get(mode='fill', fill_value=-jnp.inf)
+        pf = prev_face.at[pix].get(mode='fill', fill_value=-1)
+        eligible = (key > neg_inf) & ((key < pk) | ((key == pk) & (owner < pf)))
+        buf_ok = (buf_key > neg_inf) & ((buf_key < prev_key[:, None]) |
+                                        ((buf_key == prev_key[:, None]) & (buf_face < prev_face[:, None])))
+        m_key = jnp.maximum(scatter_max(jnp.where(eligible, key, neg_inf), neg_inf),
+                            jnp.max(jnp.where(buf_ok, buf_key, neg_inf), axis=-1))
+        at_key = eligible & (key == m_key.at[pix].get(mode='fill', fill_value=jnp.inf))
+        buf_at = buf_ok & (buf_key == m_key[:, None])
+        m_face = jnp.maximum(scatter_max(jnp.where(at_key, owner, -1), -1),
+                             jnp.max(jnp.where(buf_at, buf_face, -1), axis=-1))
+        m_key = jnp.where(m_face >= 0, m_key, neg_inf)
+        keys.append(m_key)
+        faces.append(m_face)
+        prev_key, prev_face = m_key, jnp.where(m_face >= 0, m_face, -1)
+      buf_key, buf_face = jnp.stack(keys, -1), jnp.stack(faces, -1)
+    return c + 1, best_key, best_face, buf_key, buf_face
+
+  state = (jnp.int32(0), jnp.full((num_pixels,), neg_inf), jnp.full((num_pixels,), -1, jnp.int32),
+           jnp.full((num_pixels, k), neg_inf), jnp.full((num_pixels, k), -1, jnp.int32))
+  _, _, visible, _, faces = jax.lax.while_loop(lambda st: st[0] < num_chunks, body, state)
+  if soft:
+    faces = _with_visible_first(visible, faces)
+  else:
+    faces = visible[:, None]
+  overflow = jnp.minimum(dropped, _MAX_PAIRS).astype(jnp.int32)
+  return faces.reshape(size, size, k), visible.reshape(size, size), overflow
+
+
+def _with_visible_first(visible, faces):
+  """(P,) visible and (P,K) nearest candidates -> (P,K): visible first, then the others in order.
+
+  Forcing the covering face in keeps alpha ~1 inside dense meshes, where the K nearest faces within the
+  blur radius are often all neighbours that do not cover the pixel (PyTorch3D's behaviour).
+  """
+  k = faces.shape[-1]
+  cands = jnp.concatenate([visible[:, None], faces], axis=-1)  # (P, K+1)
+  keep = (cands >= 0) & jnp.concatenate(
+      [jnp.ones_like(visible[:, None], bool), faces != visible[:, None]], axis=-1)
+  pos = jnp.cumsum(keep, axis=-1) - 1
+  onehot = keep[..., None] & (pos[..., None] == jnp.arange(k))  # (P, K+1, K)
+  return jnp.max(jnp.where(onehot, cands[..., None], -1), axis=-2)
 
 
 def _select(data, valid, settings):
-  """Per-pixel K nearest soft candidates and the nearest covering face, as face ids (-1 = none)."""
-  batch = valid.shape[0]
-  size = settings.image_size
-  t, per_side, num_tiles = _grid(settings)
-  k = settings.num_candidates
-  cand, overflow = _bin_faces(data, valid, settings)  # (B, G, C)
-
-  # Pixel centres of every tile: (G, t*t).
-  ty, tx = jnp.divmod(jnp.arange(num_tiles), per_side)
-  oy, ox = jnp.divmod(jnp.arange(t * t), t)
-  py = (ty[:, None] * t + oy[None] + 0.5).astype(data.dtype)
-  px = (tx[:, None] * t + ox[None] + 0.5).astype(data.dtype)
-
-  fd = jnp.take_along_axis(data, jnp.maximum(cand, 0).reshape(batch, -1, 1), axis=1)
-  fd = fd.reshape(batch, num_tiles, 1, cand.shape[-1], _NUM_FIELDS)
-  _, _, inside, signed, inv_depth = _pair_geometry(px[None, :, :, None], py[None, :, :, None], _fields(fd))
-  present = (cand >= 0)[:, :, None, :]
-
-  neg_inf = -jnp.inf
-  hard_key = jnp.where(present & inside, inv_depth, neg_inf)  # (B, G, t*t, C)
-  best = jnp.argmax(hard_key, axis=-1)
-  best_ok = jnp.take_along_axis(hard_key, best[..., None], axis=-1)[..., 0] > neg_inf
-  cand_b = jnp.broadcast_to(cand[:, :, None, :], hard_key.shape)
-  visible = jnp.where(best_ok, jnp.take_along_axis(cand_b, best[..., None], axis=-1)[..., 0], -1)
-
-  if settings.mode == 'hard':
-    faces = visible[..., None]
-  else:
-    soft_key = jnp.where(present & (signed < settings.blur_radius_sq), inv_depth, neg_inf)
-    top_val, top_idx = jax.lax.top_k(soft_key, k)
-    faces = jnp.where(top_val > neg_inf, jnp.take_along_axis(cand_b, top_idx, axis=-1), -1)
-
-  def to_image(a):  # (B, G, t*t, ...) -> (B, H, W, ...)
-    rest = a.shape[3:]
-    a = a.reshape((batch, per_side, per_side, t, t) + rest)
-    a = jnp.moveaxis(a, 3, 2).reshape((batch, per_side * t, per_side * t) + rest)
-    return a[:, :size, :size]
-
-  return to_image(faces), to_image(visible), overflow
+  """Batched selection, one image at a time (bounded memory): faces (B,H,W,K), visible (B,H,W), overflow."""
+  return jax.lax.map(lambda a: _select_one(a[0], a[1], settings), (data, valid))
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Stage 2: differentiable evaluation of the selected faces.
 # ---------------------------------------------------------------------------------------------------------
 
+def _gather_rows(table, index):
+  """table (B,M,D), index (B,...) (negative -> row 0) -> (B*prod(...), D) by a flat row gather (fast
+  scatter-add gradient on CPU, unlike batched take_along_axis)."""
+  batch, rows, depth = table.shape
+  flat = jnp.maximum(index, 0).reshape(batch, -1) + rows * jnp.arange(batch, dtype=jnp.int32)[:, None]
+  return table.reshape(-1, depth)[flat.reshape(-1)]
+
+
 def _evaluate(data, faces, settings):
   """Perspective-correct barycentrics, depth and signed distance of `faces` (B,H,W,K) at pixel centres."""
   batch, h, w, k = faces.shape
-  fd = jnp.take_along_axis(data, jnp.maximum(faces, 0).reshape(batch, -1, 1), axis=1)
-  fd = fd.reshape(batch, h, w, k, _NUM_FIELDS)
-  py = (jnp.arange(h, dtype=data.dtype) + 0.5)[None, :, None, None]
-  px = (jnp.arange(w, dtype=data.dtype) + 0.5)[None, None, :, None]
-  f = _fields(fd)
+  num_faces = data[0].shape[1]
+  flat = (jnp.maximum(faces, 0) + num_faces * jnp.arange(batch, dtype=jnp.int32)[:, None, None, None])
+  f = _take(tuple(a.reshape(-1) for a in data), flat)
+  py = (jnp.arange(h, dtype=f[0].dtype) + 0.5)[None, :, None, None]
+  px = (jnp.arange(w, dtype=f[0].dtype) + 0.5)[None, None, :, None]
   _, clipped, _, signed, inv_depth = _pair_geometry(px, py, f)
   iz = (f[_IZ0], f[_IZ1], f[_IZ2])
   pc = [c * z for c, z in zip(clipped, iz)]
@@ -338,11 +377,9 @@ def rasterize(screen_vertices, triangles, settings):
   data, valid = _face_data(screen_vertices, triangles, settings)
   faces, visible, overflow = _select(jax.lax.stop_gradient(data), valid, settings)
   bary, depth, dist = _evaluate(data, faces, settings)
-  if settings.mode == 'hard':
-    vbary, vdepth = bary[..., 0, :], depth[..., 0]
-  else:
-    vbary, vdepth, _ = _evaluate(data, visible[..., None], settings)
-    vbary, vdepth = vbary[..., 0, :], vdepth[..., 0]
+  # The visible face, when there is one, is candidate 0 in both modes.
+  covered = (visible >= 0)[..., None]
+  vbary, vdepth = jnp.where(covered, bary[..., 0, :], 0.0), jnp.where(covered[..., 0], depth[..., 0], 0.0)
   return Fragments(faces, bary, depth, dist, visible, vbary, vdepth, overflow)
 
 
@@ -352,10 +389,9 @@ def rasterize(screen_vertices, triangles, settings):
 
 def interpolate(vertex_attributes, triangles, faces, bary):
   """Interpolates (B,N,C) vertex attributes at faces (B,...) with bary (B,...,3); 0 where face = -1."""
-  batch, n, c = vertex_attributes.shape
+  c = vertex_attributes.shape[-1]
   vidx = jnp.asarray(triangles, jnp.int32)[jnp.maximum(faces, 0)]  # (B, ..., 3)
-  vals = jnp.take_along_axis(vertex_attributes, vidx.reshape(batch, -1, 1), axis=1)
-  vals = vals.reshape(vidx.shape + (c,))
+  vals = _gather_rows(vertex_attributes, vidx).reshape(vidx.shape + (c,))
   out = jnp.sum(vals * bary[..., None], axis=-2)
   return jnp.where((faces >= 0)[..., None], out, 0.0)
 
