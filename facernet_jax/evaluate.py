@@ -472,7 +472,7 @@ def benchmark_main(argv):
   except reconstruct.ModelError as e:
     raise InputError(str(e)) from None
   if args.config:
-    rec = reconstruct.Reconstructor(load_config_file(args.config), rec.variables, args.batch_size)
+    rec = reconstruct.Reconstructor(load_config_file(args.config), rec.variables, args.batch_size, None)
   names = [b.strip() for b in args.benchmarks.split(',') if b.strip()]
   unknown = set(names) - {'synthetic', 'aflw2000_3d', 'aflw_lfpa'}
   if unknown:

@@ -50,7 +50,7 @@ class ModelError(Exception):
 class Reconstructor:
   """Jitted, batched regression (+ optional refinement) and rendering for one trained model."""
 
-  def __init__(self, config, variables, batch_size=8, render_size=256):
+  def __init__(self, config, variables, batch_size=8, render_size=None):
     import jax  # pylint: disable=g-import-not-at-top
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
     from facernet_jax import train  # pylint: disable=g-import-not-at-top

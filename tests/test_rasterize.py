@@ -1,5 +1,6 @@
 """Rasteriser tests against independent references: a numpy z-buffer, an all-pairs JAX soft renderer,
 finite differences and hand-built edge cases."""
+import dataclasses
 import importlib
 import math
 
@@ -16,12 +17,18 @@ render_mesh = jax.jit(_render_mesh, static_argnums=3)
 SIZE = 16
 
 
+HARD = RasterSettings(image_size=SIZE, mode='hard', chunk_size=7)  # tiny chunks: many loop steps
+EDGE_SETTINGS = {mode: RasterSettings(image_size=SIZE, mode=mode, sigma=0.5, faces_per_pixel=4, chunk_size=64,
+                                      background=(0.1, 0.2, 0.3)) for mode in ('soft', 'hard')}
+
+
 def _loss(v, c, tri, settings):
   o = _render_mesh(v, tri, c, settings)
-  return jnp.sum(o.image) + jnp.sum(o.alpha) + jnp.sum(o.depth) + jnp.sum(o.bary)
+  return jnp.sum(o.image) + jnp.sum(o.alpha) + jnp.sum(o.depth) + jnp.sum(o.bary), o
 
 
-_loss_grad = jax.jit(jax.grad(_loss, argnums=(0, 1)), static_argnums=3)
+# One compilation gives the render and its gradients.
+_render_and_grad = jax.jit(jax.value_and_grad(_loss, argnums=(0, 1), has_aux=True), static_argnums=3)
 
 
 def random_mesh(seed, batch=2, size=SIZE, num_vertices=18, num_faces=14):
@@ -66,11 +73,9 @@ def numpy_zbuffer(sv, tri, size, znear=1.0, zfar=100.0):
   return face, depth, ambiguous
 
 
-@pytest.mark.parametrize('seed,chunk', [(0, 4096), (1, 7)])
-def test_hard_matches_numpy_zbuffer(seed, chunk):
-  sv, tri, colours = random_mesh(seed)
-  settings = RasterSettings(image_size=SIZE, mode='hard', chunk_size=chunk)
-  out = render_mesh(sv.astype(np.float32), tri, colours.astype(np.float32), settings)
+def test_hard_matches_numpy_zbuffer():
+  sv, tri, colours = random_mesh(0)
+  out = render_mesh(sv.astype(np.float32), tri, colours.astype(np.float32), HARD)
   ref_face, ref_depth, ambiguous = numpy_zbuffer(sv, tri, SIZE)
   assert np.all(np.asarray(out.overflow) == 0)
   ok = ~ambiguous
@@ -139,7 +144,7 @@ def all_pairs_soft(sv, tri, colours, s):
           tie.reshape(shape))
 
 
-@pytest.mark.parametrize('seed,k,sigma,chunk', [(3, 3, 0.5, 4096), (4, 1, 1.0, 64), (5, 6, 0.2, 5)])
+@pytest.mark.parametrize('seed,k,sigma,chunk', [(3, 3, 0.5, 4096), (5, 6, 0.2, 5)])
 def test_soft_matches_all_pairs(seed, k, sigma, chunk):
   sv, tri, colours = random_mesh(seed, num_faces=12)
   settings = RasterSettings(image_size=SIZE, mode='soft', sigma=sigma, gamma=0.05, faces_per_pixel=k,
@@ -161,7 +166,7 @@ def test_soft_tends_to_hard():
   """sigma, gamma -> 0: the soft image equals the z-buffer image away from edges."""
   sv, tri, colours = random_mesh(6)
   sv, colours = sv.astype(np.float32), colours.astype(np.float32)
-  hard = render_mesh(sv, tri, colours, RasterSettings(image_size=SIZE, mode='hard'))
+  hard = render_mesh(sv, tri, colours, HARD)
   soft_s = RasterSettings(image_size=SIZE, sigma=1e-4, gamma=1e-6, faces_per_pixel=4)
   soft = render_mesh(sv, tri, colours, soft_s)
   frags = jax.jit(raster_lib.rasterize, static_argnums=2)(sv, tri, soft_s)
@@ -182,19 +187,20 @@ def test_gradients_match_finite_differences(mode):
   wi, wa, wd = (rng.normal(size=(1, size, size, 3)), rng.normal(size=(1, size, size)),
                 rng.normal(size=(1, size, size)))
 
-  @jax.jit
   def loss(v, c):
     out = _render_mesh(v, tri, c, settings)
     return jnp.sum(out.image * wi) + jnp.sum(out.alpha * wa) + 0.1 * jnp.sum(out.depth * wd)
 
+  value_and_grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))  # one compilation for both
+  f = lambda v, c: value_and_grad(v, c)[0]
   with jax.enable_x64(True):
-    gv, gc = jax.jit(jax.grad(loss, argnums=(0, 1)))(jnp.asarray(sv), jnp.asarray(colours))
+    gv, gc = value_and_grad(jnp.asarray(sv), jnp.asarray(colours))[1]
     assert np.abs(np.asarray(gv)).sum() > 0 and np.abs(np.asarray(gc)).sum() > 0
     for _ in range(3):
       dv, dc = rng.normal(size=sv.shape), rng.normal(size=colours.shape)
       eps = 1e-6
-      fd_v = (loss(sv + eps * dv, colours) - loss(sv - eps * dv, colours)) / (2 * eps)
-      fd_c = (loss(sv, colours + eps * dc) - loss(sv, colours - eps * dc)) / (2 * eps)
+      fd_v = (f(sv + eps * dv, colours) - f(sv - eps * dv, colours)) / (2 * eps)
+      fd_c = (f(sv, colours + eps * dc) - f(sv, colours - eps * dc)) / (2 * eps)
       np.testing.assert_allclose(np.sum(gv * dv), fd_v, rtol=1e-5, atol=1e-6)
       np.testing.assert_allclose(np.sum(gc * dc), fd_c, rtol=1e-5, atol=1e-6)
 
@@ -222,22 +228,22 @@ def _scene(parts):
 @pytest.mark.parametrize('mode', ['soft', 'hard'])
 def test_edge_cases_no_nan(mode):
   """Degenerate, behind-camera, near-plane-crossing, non-finite, off-screen and huge triangles."""
-  settings = RasterSettings(image_size=SIZE, mode=mode, sigma=0.5, faces_per_pixel=4, chunk_size=64,
-                            background=(0.1, 0.2, 0.3))
+  settings = EDGE_SETTINGS[mode]
   scenes = {'all': [GOOD] + BAD, 'no_huge': [GOOD] + BAD[:-1], 'alone': [GOOD] * 9,
             'empty': BAD[:-1] + [BAD[0]]}  # same shapes: one compilation
   outs = {}
   for name, parts in scenes.items():
     sv, tri, colours = _scene(parts)
-    outs[name] = out = render_mesh(sv, tri, colours, settings)
+    (_, out), grads = _render_and_grad(sv, colours, tri, settings)
+    outs[name] = out
     for field, a in zip(out._fields, out):
       assert np.all(np.isfinite(np.asarray(a))), (name, field)
-    for g in _loss_grad(sv, colours, tri, settings):
+    for g in grads:
       assert np.all(np.isfinite(np.asarray(g))), name
   # Culled triangles leave the good one's render unchanged; the huge one (clamped) covers the image.
   np.testing.assert_allclose(outs['no_huge'].image, outs['alone'].image, atol=1e-6)
   np.testing.assert_array_equal(outs['no_huge'].face_index, np.where(outs['alone'].face_index >= 0, 0, -1))
-  assert float(outs['all'].alpha.min()) > 0.4
+  assert float(outs['all'].alpha.mean()) > float(outs['no_huge'].alpha.mean()) + 0.2
   # An image with only culled / off-screen faces is the background.
   empty = outs['empty']
   np.testing.assert_allclose(empty.image, np.broadcast_to([0.1, 0.2, 0.3], empty.image.shape), atol=1e-6)
@@ -248,13 +254,12 @@ def test_edge_cases_no_nan(mode):
 @pytest.mark.parametrize('mode', ['soft', 'hard'])
 def test_back_faces(mode):
   ccw = GOOD[[0, 2, 1]]  # counter-clockwise with y up (front-facing), clockwise with y down
+  culling = dataclasses.replace(EDGE_SETTINGS[mode], cull_backfaces=True)
   for verts, front in ((ccw, True), (GOOD, False)):
     sv, tri, colours = _scene([verts] * 9)
-    for cull in (False, True):
-      settings = RasterSettings(image_size=SIZE, mode=mode, sigma=0.5, faces_per_pixel=4, chunk_size=64,
-                                background=(0.1, 0.2, 0.3), cull_backfaces=cull)
-      out = render_mesh(sv, tri, colours, settings)
-      assert (float(out.alpha.max()) > 0.5) == (front or not cull)
+    assert float(_render_and_grad(sv, colours, tri, EDGE_SETTINGS[mode])[0][1].alpha.max()) > 0.5
+    if mode == 'hard':  # the culling flag acts before the mode split: one mode suffices
+      assert (float(render_mesh(sv, tri, colours, culling).alpha.max()) > 0.5) == front
 
 
 def test_pair_limit_overflow_is_counted(monkeypatch):
@@ -273,7 +278,7 @@ def test_pair_limit_overflow_is_counted(monkeypatch):
 def test_vmap_and_pmap_match_batched():
   sv, tri, colours = random_mesh(8, batch=2)
   sv, colours = sv.astype(np.float32), colours.astype(np.float32)
-  settings = RasterSettings(image_size=SIZE, sigma=0.5, faces_per_pixel=3, chunk_size=64)
+  settings = EDGE_SETTINGS['soft']
   ref = render_mesh(sv, tri, colours, settings)
   vm = jax.jit(jax.vmap(lambda v, c: _render_mesh(v, tri, c, settings)))(sv[:, None], colours[:, None])
   np.testing.assert_allclose(vm.image[:, 0], ref.image, atol=1e-6)
@@ -292,6 +297,5 @@ def test_render_projects_with_camera():
   d = cam.camera_distance - v[..., 2]
   screen = np.stack([cam.focal * v[..., 0] / d + cam.cx, cam.cy - cam.focal * v[..., 1] / d, d], -1)
   tri, colours = np.array([[0, 1, 2]], np.int32), np.ones((1, 3, 3), np.float32)
-  settings = RasterSettings(image_size=SIZE, mode='hard')
-  np.testing.assert_allclose(render(v, tri, colours, cam, settings).depth,
-                             render_mesh(screen, tri, colours, settings).depth, rtol=1e-5)
+  np.testing.assert_allclose(render(v, tri, colours, cam, HARD).depth,
+                             render_mesh(screen, tri, colours, HARD).depth, rtol=1e-5)
