@@ -70,8 +70,6 @@ def _jaxpr_macs(jaxpr):
       (lc, _), _ = eqn.params['dimension_numbers']
       lhs = eqn.invars[0].aval
       macs += int(np.prod(eqn.outvars[0].aval.shape)) * int(np.prod([lhs.shape[i] for i in lc]))
-    for sub in jax.core.subjaxprs(eqn) if hasattr(jax.core, 'subjaxprs') else ():
-      macs += _jaxpr_macs(sub)
     for p in eqn.params.values():
       if hasattr(p, 'jaxpr') and hasattr(p.jaxpr, 'eqns'):
         macs += _jaxpr_macs(p.jaxpr)

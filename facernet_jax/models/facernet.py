@@ -1,5 +1,4 @@
 """Mobile-FaceRNet (Sec 3.3, Table 1) and the shared regression head."""
-import functools
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn

@@ -3,7 +3,6 @@ import functools
 from typing import Any, Optional
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 Dtype = Any

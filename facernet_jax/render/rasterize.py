@@ -17,7 +17,7 @@ See docs/renderer.md.
 """
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +40,9 @@ class RasterSettings:
   sigma: soft edge sharpness in pixels^2 (prob = sigmoid(-signed_sq_dist / sigma)).
   gamma: depth softness of the blend (on depth normalised to [0, 1] between znear and zfar).
   faces_per_pixel: K nearest candidates kept per pixel in soft mode.
-  chunk_size: (pixel, face) pairs processed per selection step; bounds memory, not correctness.
+  chunk_size: (pixel, face) pairs processed per selection step; bounds memory, not correctness. None:
+    2**17 in soft mode; in hard mode image_size**2 clipped to [4096, 2**17] (only boxes around a pixel
+    centre make pairs there, about one per covered pixel).
   tile_size, tile_capacity: accepted for compatibility with tile-binning configs; unused (the pair
     enumeration has no per-tile capacity, so `overflow` stays 0 unless the pair count exceeds 2**30).
   background: background colour (tuple, one value per channel or one value for all).
@@ -55,7 +57,7 @@ class RasterSettings:
   sigma: float = 0.1
   gamma: float = 1e-4
   faces_per_pixel: int = 8
-  chunk_size: int = 1 << 17
+  chunk_size: Optional[int] = None
   tile_size: int = 8
   tile_capacity: int = 256
   background: tuple = (0.0, 0.0, 0.0)
@@ -68,7 +70,7 @@ class RasterSettings:
   def __post_init__(self):
     if self.mode not in ('soft', 'hard'):
       raise ValueError(f"RasterSettings.mode must be 'soft' or 'hard', got {self.mode!r}")
-    if self.image_size <= 0 or self.chunk_size <= 0 or self.faces_per_pixel <= 0:
+    if self.image_size <= 0 or self.faces_per_pixel <= 0 or (self.chunk_size or 1) <= 0:
       raise ValueError('RasterSettings.image_size, chunk_size and faces_per_pixel must be positive')
     if not 0 < self.znear < self.zfar:
       raise ValueError('RasterSettings needs 0 < znear < zfar')
@@ -85,6 +87,15 @@ class RasterSettings:
     return self.sigma * math.log(1.0 / self.prob_eps - 1.0)
 
   @property
+  def pairs_per_step(self):
+    """The chunk size actually used (see chunk_size)."""
+    if self.chunk_size is not None:
+      return int(self.chunk_size)
+    if self.mode == 'hard':
+      return min(1 << 17, max(4096, self.image_size * self.image_size))
+    return 1 << 17
+
+  @property
   def num_candidates(self):
     return 1 if self.mode == 'hard' else self.faces_per_pixel
 
@@ -93,7 +104,7 @@ class Fragments(NamedTuple):
   """Per-pixel rasterisation result; K = settings.num_candidates.
 
   Candidates: the visible face first (when the pixel is covered), then the other faces within the blur
-  radius by increasing depth (equal depths: decreasing face index).
+  radius by increasing depth (one face per distinct depth: the highest index).
 
   face_index (B,H,W,K) int32, -1 = no candidate; bary (B,H,W,K,3) perspective-correct (clipped to the
   triangle for soft candidates outside it); depth (B,H,W,K) view depth at the pixel; dist (B,H,W,K) signed
@@ -188,6 +199,10 @@ def _pair_geometry(px, py, f):
   c0, c1, c2 = jnp.maximum(w0, 0.0), jnp.maximum(w1, 0.0), jnp.maximum(w2, 0.0)
   csum = jnp.maximum(c0 + c1 + c2, 1e-12)
   inv_depth = (c0 * iz0 + c1 * iz1 + c2 * iz2) / csum
+  # A pixel whose nearest point is a vertex gets that vertex's 1/depth bit-exactly, so faces sharing the
+  # vertex tie exactly (and are deduplicated in selection) whatever the rounding of the general formula.
+  inv_depth = jnp.where((c1 == 0) & (c2 == 0), iz0,
+                        jnp.where((c0 == 0) & (c2 == 0), iz1, jnp.where((c0 == 0) & (c1 == 0), iz2, inv_depth)))
   return (w0, w1, w2), (c0, c1, c2), inside, signed, inv_depth
 
 
@@ -228,15 +243,16 @@ def _select_one(data, valid, settings):
   The (pixel, face) pairs of all blur-expanded bounding boxes are enumerated in order (face-major) and
   processed `chunk_size` at a time in a while loop, so memory is bounded and nothing is ever dropped.
   Per chunk, the nearest covering face is a scatter-max of 1/depth (equal depths: highest face index);
-  the K nearest soft candidates are K rounds of two scatter-max (1/depth, then face index), each taking
-  the largest (1/depth, face) strictly below the previous round's, merged with the running buffer. The
-  order is total, so faces at equal depth (a shared vertex nearest to the pixel) are all kept.
+  the K nearest soft candidates are K rounds of scatter-max, each taking the largest 1/depth strictly
+  below the previous round's, merged with the running buffer, so candidates have distinct depths: faces
+  whose nearest point is the same shared vertex (equal depth, distance and colour) count once, which is
+  exact because that depth is the vertex's own 1/depth (see _pair_geometry).
   """
   num_faces = valid.shape[0]
   size = settings.image_size
   num_pixels = size * size
   k = settings.num_candidates
-  chunk = int(settings.chunk_size)
+  chunk = settings.pairs_per_step
   soft = settings.mode == 'soft'
   r2 = settings.blur_radius_sq
   dtype = data[0].dtype
@@ -282,29 +298,27 @@ def _select_one(data, valid, settings):
     best_key = m
 
     if soft:
-      # K rounds, each taking the largest (1/depth, face) pair strictly below the previous round's in
-      # lexicographic order, over this chunk's pairs and the running buffer.
+      # K rounds, each taking the largest 1/depth strictly below the previous round's, over this chunk's
+      # pairs and the running buffer; then each distinct value's (highest) face is scattered to its slot.
       key = jnp.where(ok & (signed < r2), inv_depth, neg_inf)
-      prev_key = jnp.full((num_pixels,), jnp.inf, dtype)
-      prev_face = jnp.full((num_pixels,), -1, jnp.int32)
-      keys, faces = [], []
-      for _ in range(k):
-        pk = prev_key.at[pix].get(mode='fill', fill_value=-jnp.inf)
-        pf = prev_face.at[pix].get(mode='fill', fill_value=-1)
-        eligible = (key > neg_inf) & ((key < pk) | ((key == pk) & (owner < pf)))
-        buf_ok = (buf_key > neg_inf) & ((buf_key < prev_key[:, None]) |
-                                        ((buf_key == prev_key[:, None]) & (buf_face < prev_face[:, None])))
-        m_key = jnp.maximum(scatter_max(jnp.where(eligible, key, neg_inf), neg_inf),
-                            jnp.max(jnp.where(buf_ok, buf_key, neg_inf), axis=-1))
-        at_key = eligible & (key == m_key.at[pix].get(mode='fill', fill_value=jnp.inf))
-        buf_at = buf_ok & (buf_key == m_key[:, None])
-        m_face = jnp.maximum(scatter_max(jnp.where(at_key, owner, -1), -1),
-                             jnp.max(jnp.where(buf_at, buf_face, -1), axis=-1))
-        m_key = jnp.where(m_face >= 0, m_key, neg_inf)
-        keys.append(m_key)
-        faces.append(m_face)
-        prev_key, prev_face = m_key, jnp.where(m_face >= 0, m_face, -1)
-      buf_key, buf_face = jnp.stack(keys, -1), jnp.stack(faces, -1)
+      prev = jnp.full((num_pixels,), jnp.inf, dtype)
+      slot = jnp.full(key.shape, -1, jnp.int32)
+      rounds = []
+      for i in range(k):
+        prev_at = prev.at[pix].get(mode='fill', fill_value=-jnp.inf)
+        below = jnp.where(buf_key < prev[:, None], buf_key, neg_inf)
+        prev = jnp.maximum(scatter_max(jnp.where(key < prev_at, key, neg_inf), neg_inf),
+                           jnp.max(below, axis=-1))
+        slot = jnp.where((key == prev.at[pix].get(mode='fill', fill_value=jnp.inf)) & (key > neg_inf),
+                         i, slot)
+        rounds.append(prev)
+      new_key = jnp.stack(rounds, -1)  # (S*S, K), strictly decreasing over the finite entries
+      flat = jnp.where(slot >= 0, pix * k + slot, num_pixels * k)
+      from_pairs = jnp.full((num_pixels * k,), -1, jnp.int32).at[flat].max(owner, mode='drop')
+      match = (buf_key[:, None, :] == new_key[:, :, None]) & (new_key[:, :, None] > neg_inf)
+      from_buf = jnp.max(jnp.where(match, buf_face[:, None, :], -1), axis=-1)
+      buf_face = jnp.maximum(from_pairs.reshape(num_pixels, k), from_buf)
+      buf_key = new_key
     return c + 1, best_key, best_face, buf_key, buf_face
 
   state = (jnp.int32(0), jnp.full((num_pixels,), neg_inf), jnp.full((num_pixels,), -1, jnp.int32),
@@ -404,13 +418,17 @@ def _background(settings, channels):
 def soft_blend(colours, fragments, settings):
   """PyTorch3D softmax_rgb_blend: colours (B,H,W,K,C) -> image (B,H,W,C), alpha (B,H,W)."""
   present = fragments.face_index >= 0
-  prob = jnp.where(present, jax.nn.sigmoid(-fragments.dist / settings.sigma), 0.0)
+  # Exponent arguments are cut at -30 (e^-30 ~ 1e-13, below float32 resolution relative to the leading
+  # term): otherwise denormal values in the backward pass slow CPUs down by an order of magnitude.
+  prob = jnp.where(present, jax.nn.sigmoid(jnp.clip(-fragments.dist / settings.sigma, -30.0, 30.0)), 0.0)
   alpha = 1.0 - jnp.prod(1.0 - prob, axis=-1)
   z_inv = (settings.zfar - fragments.depth) / (settings.zfar - settings.znear)
   z_inv = jnp.where(present, z_inv, 0.0)
   z_max = jnp.maximum(jnp.max(z_inv, axis=-1, keepdims=True), settings.blend_eps)
-  weights = prob * jnp.exp((z_inv - z_max) / settings.gamma)
-  delta = jnp.maximum(jnp.exp((settings.blend_eps - z_max) / settings.gamma), settings.blend_eps)
+  arg = (z_inv - z_max) / settings.gamma
+  weights = jnp.where(arg > -30.0, prob * jnp.exp(jnp.maximum(arg, -30.0)), 0.0)
+  delta = jnp.maximum(jnp.exp(jnp.maximum((settings.blend_eps - z_max) / settings.gamma, -30.0)),
+                      settings.blend_eps)
   denom = jnp.sum(weights, axis=-1, keepdims=True) + delta
   bg = _background(settings, colours.shape[-1])
   image = (jnp.sum(weights[..., None] * colours, axis=-2) + delta * bg) / denom
