@@ -6,7 +6,7 @@ Two stages, with static shapes throughout (jit, vmap, pmap):
    pairs, in face order, `chunk_size` pairs at a time inside a while loop. Per chunk, scatter-max of 1/depth
    keeps the nearest covering face per pixel (the z-buffer) and K rounds of scatter-max keep the K nearest
    soft candidates (merged with a running per-pixel buffer). Nothing of size (pixels x triangles) is built,
-   there is no per-tile capacity to overflow, and memory does not grow with the mesh.
+   there is no per-tile capacity to overflow, and memory is O(faces + pixels * K + chunk_size).
 2. Evaluation (differentiable). For the few selected faces per pixel, barycentrics, signed distances and
    depths are recomputed from the vertex positions, so gradients reach vertices and colours (nvdiffrast
    style for the hard image, SoftRas style for the soft silhouette).
