@@ -537,6 +537,16 @@ def dataset_source(config):
   return builders
 
 
+def prepare_datasets(config):
+  """dataset_source(config), built by process 0 first so that processes never build concurrently."""
+  if jax.process_count() == 1:
+    return dataset_source(config)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  builders = dataset_source(config) if jax.process_index() == 0 else None
+  multihost_utils.sync_global_devices('facernet_jax.train:datasets_prepared')
+  return builders if builders is not None else dataset_source(config)
+
+
 def _source_for_split(builders, split, keys):
   """One builder, or the concatenation of several (only `keys`, images decoded)."""
   if len(builders) == 1:
@@ -694,7 +704,7 @@ def train_and_evaluate(config, workdir):
   writer = create_writer(workdir)
   parallel = DataParallel(config)
 
-  builders = dataset_source(config)
+  builders = prepare_datasets(config)
   steps_per_epoch = max(split_size(builders, config.dataset.train_split) // config.batch_size, 1)
   total_steps = num_train_steps(config, steps_per_epoch)
   p_train_step, p_eval_step, tx = make_steps(config, parallel, steps_per_epoch)

@@ -299,3 +299,16 @@ def test_render_projects_with_camera():
   tri, colours = np.array([[0, 1, 2]], np.int32), np.ones((1, 3, 3), np.float32)
   np.testing.assert_allclose(render(v, tri, colours, cam, HARD).depth,
                              render_mesh(screen, tri, colours, HARD).depth, rtol=1e-5)
+
+
+@pytest.mark.parametrize('mode', ['hard', 'soft'])
+def test_background_fills_extra_attribute_channels(mode):
+  """A 3-value background with 6-channel attributes: colour on the first 3 channels, 0 on the rest."""
+  sv, tri, _ = random_mesh(0, batch=1)
+  attrs = jnp.ones(sv.shape[:2] + (6,), jnp.float32)
+  settings = RasterSettings(image_size=SIZE, mode=mode, background=(0.2, 0.3, 0.4))
+  out = _render_mesh(sv, tri, attrs, settings)
+  empty = np.asarray(out.alpha[0]) == 0
+  assert empty.any()
+  np.testing.assert_allclose(np.asarray(out.image[0])[empty], np.tile([0.2, 0.3, 0.4, 0, 0, 0], (empty.sum(), 1)),
+                             atol=1e-6)

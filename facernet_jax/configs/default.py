@@ -66,12 +66,12 @@ def get_config():
 
   # Optimiser (Sec 4.1: Adam, lr 1e-3).
   config.optimizer = 'adam'
-  config.learning_rate = 1e-3
+  config.learning_rate = 2e-3
   config.lr_schedule = 'cosine'  # 'constant' | 'cosine'
-  config.warmup_steps = 100
+  config.warmup_steps = 200
   config.grad_clip_norm = 0.0  # 0 = off.
   config.batch_size = 32  # Global batch, across all devices and processes.
-  config.num_epochs = 20.0
+  config.num_epochs = 16.0  # 2000 steps of 32 over 4000 examples.
   config.num_train_steps = -1  # > 0 overrides num_epochs.
 
   # Parallelism: 'pmap' (data parallel over local devices) or 'jit'

@@ -11,6 +11,9 @@ def get_config():
   config.image_size = 32
   config.face_model.resolution = 12
   config.model.width = 0.1
+  # Fewer ops to compile: the tests are about training, not the network's modules.
+  config.model.use_multiscale = False
+  config.model.use_attention = False
   config.raster.tile_size = 8
   config.raster.faces_per_pixel = 4
   config.dataset.synthetic.num_train = 16

@@ -411,8 +411,13 @@ def interpolate(vertex_attributes, triangles, faces, bary):
 
 
 def _background(settings, channels):
-  bg = jnp.asarray(settings.background)
-  return jnp.broadcast_to(bg, (channels,)) if bg.size in (1, channels) else bg[:channels]
+  """Background value per channel: one value for all, or per channel (extra channels default to 0)."""
+  bg = jnp.asarray(settings.background, jnp.float32).reshape(-1)
+  if bg.size == 1:
+    return jnp.broadcast_to(bg, (channels,))
+  if bg.size >= channels:
+    return bg[:channels]
+  return jnp.concatenate([bg, jnp.zeros((channels - bg.size,), bg.dtype)])
 
 
 def soft_blend(colours, fragments, settings):
