@@ -146,7 +146,7 @@ def test_yaw_and_pitch_move_the_nose_tip_the_expected_way(model):
 
 
 def test_render_covers_the_landmark_box(model):
-  settings = render_lib.RasterSettings(image_size=SIZE, mode='hard', tile_size=8, tile_capacity=128)
+  settings = render_lib.RasterSettings(image_size=SIZE, mode='hard')
   c = np.zeros((2, 495), np.float32)
   c[1] = _random_coefficients(np.random.default_rng(2), 1)[0]
   c[1, ROT] = [0.1, 0.3, -0.1]

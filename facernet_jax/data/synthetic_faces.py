@@ -187,17 +187,8 @@ def sample_coefficients(config, rng):
   return c
 
 
-# Hard z-buffer rasterisation in 4 x 4 pixel tiles. An example whose tile candidate lists overflow is
-# rendered again (in small batches) with the next larger capacity, so the result is exact either way;
-# only the cost differs (it grows with pixels x capacity).
-TILE_SIZE = 4
-TILE_CAPACITY = 64
-FALLBACK_CAPACITIES = (128, 1024)
-FALLBACK_BATCH = 8
-
-
 @functools.lru_cache(maxsize=12)
-def _renderer(image_size, model_resolution, model_seed, tile_capacity):
+def _renderer(image_size, model_resolution, model_seed):
   """Jitted coefficients (B, 495) -> dict of per-pixel render arrays, for one configuration."""
   from facernet_jax import forward  # pylint: disable=g-import-not-at-top
   from facernet_jax import render as render_lib  # pylint: disable=g-import-not-at-top
@@ -208,8 +199,7 @@ def _renderer(image_size, model_resolution, model_seed, tile_capacity):
   variables = decoder.init(jax.random.PRNGKey(0), jnp.zeros((1, NUM_COEFFICIENTS), jnp.float32))
   # Back faces are culled: the model is an open surface, and its inside is not a face.
   settings = render_lib.RasterSettings(
-      image_size=image_size, mode='hard', cull_backfaces=True, background=(0.0,),
-      tile_size=TILE_SIZE, tile_capacity=tile_capacity)
+      image_size=image_size, mode='hard', cull_backfaces=True, background=(0.0,))
   triangles = jnp.asarray(model.triangles)
 
   @jax.jit
@@ -232,19 +222,10 @@ def render_coefficients(config, coefficients):
   (-1 outside), ``landmarks`` (n,68,2).
   """
   key = (config.image_size, config.model_resolution, config.model_seed)
-  out = jax.device_get(_renderer(*key, TILE_CAPACITY)(jnp.asarray(coefficients)))
+  out = jax.device_get(_renderer(*key)(jnp.asarray(coefficients)))
   out = {name: np.array(value) for name, value in out.items()}  # writable copies
-  for capacity in FALLBACK_CAPACITIES:
-    redo = np.flatnonzero(out['overflow'] > 0)
-    for chunk in range(0, len(redo), FALLBACK_BATCH):
-      idx = redo[chunk:chunk + FALLBACK_BATCH]
-      padded = np.concatenate([idx, np.full(FALLBACK_BATCH - len(idx), idx[0])])
-      again = jax.device_get(_renderer(*key, capacity)(jnp.asarray(coefficients[padded])))
-      for name in out:
-        out[name][idx] = again[name][:len(idx)]
-  if np.any(out['overflow'] > 0):
-    raise RuntimeError(f'rasteriser tile overflow even with capacity {FALLBACK_CAPACITIES[-1]}')
-  del out['overflow']
+  if np.any(out.pop('overflow') > 0):
+    raise RuntimeError('rasteriser pair-count overflow while rendering synthetic faces')
   return out
 
 
