@@ -20,8 +20,10 @@ def read_scalars(workdir):
   acc.Reload()
   out = {}
   for tag in acc.Tags().get('tensors', []):
-    out[tag] = [(e.step, e.wall_time, float(np.asarray(_tensor_value(e.tensor_proto))))
-                for e in acc.Tensors(tag)]
+    values = [(e.step, e.wall_time, np.asarray(_tensor_value(e.tensor_proto)))
+              for e in acc.Tensors(tag)]
+    if values and values[0][2].ndim == 0:  # Scalars only (images are tensors too).
+      out[tag] = [(step, wall, float(v)) for step, wall, v in values]
   for tag in acc.Tags().get('scalars', []):
     out.setdefault(tag, [(e.step, e.wall_time, float(e.value)) for e in acc.Scalars(tag)])
   return out

@@ -127,13 +127,14 @@ def create_learning_rate_fn(config, num_steps):
 
 
 def create_optimizer(config, num_steps):
-  """optax Adam (Sec 4.1) with the configured schedule and optional global-norm clipping."""
-  if config.optimizer != 'adam':
-    raise ValueError(f'unknown optimizer {config.optimizer!r}')
+  """optax Adam (Sec 4.1; or plain SGD) with the configured schedule and optional clipping."""
+  optimizers = {'adam': optax.adam, 'sgd': optax.sgd}
+  if config.optimizer not in optimizers:
+    raise ValueError(f'unknown optimizer {config.optimizer!r}; choose from {sorted(optimizers)}')
   parts = []
   if config.grad_clip_norm and config.grad_clip_norm > 0:
     parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
-  parts.append(optax.adam(create_learning_rate_fn(config, num_steps)))
+  parts.append(optimizers[config.optimizer](create_learning_rate_fn(config, num_steps)))
   return optax.chain(*parts)
 
 
@@ -252,6 +253,15 @@ def train_step(state, batch, *, network, decoder, tx, config, steps_per_epoch, n
   flat_params, unravel = jax.flatten_util.ravel_pytree(state.params)
   flat_grads, _ = jax.flatten_util.ravel_pytree(grads)
   updates, new_opt_state = tx.update(flat_grads, state.opt_state, flat_params)
+  # The 3DMM layer's FC_shape / FC_texture start at the PCA bases, whose entries are ~1e-3: Adam's
+  # per-entry steps of ~learning_rate would erase them, so their steps are scaled down.
+  scale = config.get('decoder_lr_scale', 1.0)
+  if scale != 1.0:
+    lr_scale, _ = jax.flatten_util.ravel_pytree(
+        {'network': jax.tree_util.tree_map(jnp.ones_like, state.params['network']),
+         'decoder': jax.tree_util.tree_map(lambda x: jnp.full_like(x, scale),
+                                           state.params['decoder'])})
+    updates = updates * lr_scale
   new_params = unravel(optax.apply_updates(flat_params, updates))
   keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)
   new_le = keep(losses.update_landmark_error_state(le, pred, batch['landmarks'],
@@ -652,13 +662,14 @@ def evaluate(config, parallel, p_eval_step, state, builders, split, max_batches=
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     sums = np.asarray(multihost_utils.process_allgather(sums)).sum(axis=0)
-  count = max(sums[3], 1.0)
-  result = {'nme': 100.0 * sums[0] / count, 'psnr': sums[1] / count, 'ssim': sums[2] / count,
-            'num_images': sums[3]}
+  sums = np.asarray(sums, np.float64)
+  count = max(float(sums[3]), 1.0)
+  result = {'nme': 100.0 * float(sums[0]) / count, 'psnr': float(sums[1]) / count,
+            'ssim': float(sums[2]) / count, 'num_images': float(sums[3])}
   if jax.process_count() == 1 and yaws:
     table = metrics_lib.nme_table(np.asarray(nmes), np.asarray(yaws))
     for name, value in zip(('nme_yaw_0_30', 'nme_yaw_30_60', 'nme_yaw_60_90'), table.bin_means):
-      result[name] = 100.0 * value
+      result[name] = 100.0 * float(value)
   return result
 
 

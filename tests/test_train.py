@@ -91,7 +91,14 @@ def test_learning_rate_schedules():
 # ----------------------------------------------------------------------------- steps
 
 def _config():
-  return test_config.get_config()
+  """The tiny config with plain SGD: Adam's first step is lr * g / (|g| + eps), i.e. about
+  lr * sign(g), so float-rounding noise in near-zero gradients (different reduction orders on 1 and
+  8 devices) would flip whole lr-sized steps; SGD's update is linear in the gradient, which is what
+  the parity test compares. (Adam itself runs in the CLI tests.)"""
+  config = test_config.get_config()
+  config.optimizer = 'sgd'
+  config.learning_rate = 1e-9  # |grad| ~ 1e6 at init with Eq 11's weights.
+  return config
 
 
 def _batches(config, n, seed=0):
@@ -161,19 +168,23 @@ def test_one_device_and_eight_devices_give_the_same_updates(pmap1, pmap8, jit8):
   Synchronised BatchNorm is what makes this hold: per-device statistics of 1 example would differ."""
   batches = _batches(pmap1.config, 2)
   ref_state, ref_metrics = pmap1.run(batches)
+  flat = lambda t: np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(t)])
+  ref_update = flat(ref_state.params) - flat(pmap1.state0.params)
+  assert np.abs(ref_update).max() > 0  # The parameters moved.
   for runner in (pmap8, jit8):
     state, metrics = runner.run(batches)
     for m, r in zip(metrics, ref_metrics):
-      np.testing.assert_allclose(m['loss'], r['loss'], rtol=1e-5)
+      np.testing.assert_allclose(m['loss'], r['loss'], rtol=2e-5)
       assert m['finite'] == 1.0
-    _assert_trees_close(state.params, ref_state.params)
-    _assert_trees_close(state.batch_stats, ref_state.batch_stats)
-    _assert_trees_close(state.landmark_error, ref_state.landmark_error)
+    update = flat(state.params) - flat(runner.state0.params)
+    # p + update is rounded to float32: each run may be off by an ulp of p.
+    tol = (1e-3 * np.abs(ref_update) + 1e-3 * np.abs(ref_update).max()
+           + 2 * np.spacing(np.abs(flat(ref_state.params))))
+    bad = np.abs(update - ref_update) > tol
+    assert not bad.any(), (np.flatnonzero(bad)[:5], update[bad][:5], ref_update[bad][:5])
+    _assert_trees_close(state.batch_stats, ref_state.batch_stats, rtol=1e-4, atol=1e-5)
+    _assert_trees_close(state.landmark_error, ref_state.landmark_error, rtol=1e-5)
     assert int(state.step) == 2 and int(state.data_position) == 2 * GLOBAL_BATCH
-  # The updates are real: parameters moved.
-  moved = [np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in zip(
-      jax.tree_util.tree_leaves(ref_state.params), jax.tree_util.tree_leaves(pmap1.state0.params))]
-  assert max(moved) > 0
 
 
 def test_nonfinite_update_is_skipped_and_counted(pmap8):
@@ -190,7 +201,11 @@ def test_nonfinite_update_is_skipped_and_counted(pmap8):
   _assert_trees_close(state2.params, state1.params, rtol=0, atol=0)
   _assert_trees_close(state2.opt_state, state1.opt_state, rtol=0, atol=0)
   _assert_trees_close(state2.batch_stats, state1.batch_stats, rtol=0, atol=0)
-  _assert_trees_close(state2.landmark_error, state1.landmark_error, rtol=0, atol=0)
+  # The second bad step crossed the epoch boundary (step 2): the epoch of good data rolled into
+  # e_i, and neither bad batch was accumulated.
+  le1, le2 = state1.landmark_error, state2.landmark_error
+  assert float(le2.count) == 0.0 and not np.any(le2.error_sum) and int(le2.epoch) == 1
+  np.testing.assert_allclose(le2.prev_mean, le1.error_sum / le1.count, rtol=1e-6)
   assert int(state2.step) == 3
   for leaf in jax.tree_util.tree_leaves(state2.params):
     assert np.all(np.isfinite(leaf))

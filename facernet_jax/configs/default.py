@@ -65,13 +65,16 @@ def get_config():
   config.land_error_start_epoch = 5
 
   # Optimiser (Sec 4.1: Adam, lr 1e-3).
-  config.optimizer = 'adam'
+  config.optimizer = 'adam'  # 'adam' | 'sgd'
   config.learning_rate = 2e-3
+  # Step scale of the 3DMM layer (FC_shape / FC_texture, entries ~1e-3): Adam's ~lr-sized
+  # per-entry steps would overwrite the PCA bases within a few hundred steps.
+  config.decoder_lr_scale = 1e-3
   config.lr_schedule = 'cosine'  # 'constant' | 'cosine'
   config.warmup_steps = 200
   config.grad_clip_norm = 0.0  # 0 = off.
   config.batch_size = 32  # Global batch, across all devices and processes.
-  config.num_epochs = 16.0  # 2000 steps of 32 over 4000 examples.
+  config.num_epochs = 8.0  # 1000 steps of 32 over 4000 examples.
   config.num_train_steps = -1  # > 0 overrides num_epochs.
 
   # Parallelism: 'pmap' (data parallel over local devices) or 'jit'
@@ -88,12 +91,12 @@ def get_config():
 
   # Logging, evaluation, checkpoints.
   config.log_every_steps = 50
-  config.eval_every_steps = 500
+  config.eval_every_steps = 250
   config.num_eval_batches = -1  # -1 = the whole split.
   config.eval_batch_size = 0  # 0 = batch_size.
   config.image_every_steps = 500
   config.num_summary_images = 4
-  config.checkpoint_every_steps = 500
+  config.checkpoint_every_steps = 250
   config.keep_checkpoints = 3
   config.async_checkpointing = True
   config.profile = False

@@ -37,6 +37,7 @@ def get_config():
 
   config.optimizer = 'adam'
   config.learning_rate = 1e-3
+  config.decoder_lr_scale = 1.0  # The paper trains the 3DMM layer with the same Adam.
   config.lr_schedule = 'constant'
   config.warmup_steps = 0
   config.grad_clip_norm = 0.0
