@@ -46,7 +46,7 @@ def test_paper_config_has_the_papers_values():
 
 @pytest.mark.parametrize('variant', ablation.VARIANTS)
 def test_each_ablation_changes_exactly_one_setting(variant):
-  base = _flat(default.get_config().to_dict())
+  base = _flat(ablation.base_config().to_dict())
   changed = _flat(ablation.get_config(variant).to_dict())
   diff = {k for k in set(base) | set(changed) if base.get(k) != changed.get(k)}
   expected = {

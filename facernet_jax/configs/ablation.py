@@ -1,4 +1,4 @@
-"""Ablation variants (Tables 4-6, Fig 7): one change to the default (or paper) config.
+"""Ablation variants (Tables 4-6, Fig 7): one change to the full default (or paper) config.
 
   --config=facernet_jax/configs/ablation.py:no_attention
   --config=facernet_jax/configs/ablation.py:paper,no_smooth
@@ -32,12 +32,22 @@ def apply_variant(config, variant):
   return config
 
 
+def base_config(name='default'):
+  """The full model each variant removes one part from: the paper config, or the laptop default with
+  every module on (the default itself turns the multiscale module off for speed)."""
+  if name == 'paper':
+    return paper.get_config()
+  config = default.get_config()
+  config.model.use_multiscale = True
+  return config
+
+
 def get_config(arg='no_attention'):
-  """`arg`: 'variant' (on the default config) or 'paper,variant'."""
+  """`arg`: 'variant' (on the full default model) or 'paper,variant'."""
   parts = [p.strip() for p in arg.split(',') if p.strip()]
-  base = default
+  base = 'default'
   if parts and parts[0] in ('paper', 'default'):
-    base = paper if parts.pop(0) == 'paper' else default
+    base = parts.pop(0)
   if len(parts) != 1:
     raise ValueError(f"expected 'variant' or 'paper,variant', got {arg!r}")
-  return apply_variant(base.get_config(), parts[0])
+  return apply_variant(base_config(base), parts[0])
