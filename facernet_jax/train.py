@@ -310,10 +310,13 @@ class DataParallel:
     self.mode = mode or config.parallel
     if self.mode not in ('pmap', 'jit'):
       raise ValueError(f"config.parallel must be 'pmap' or 'jit', got {self.mode!r}")
-    self.local_devices = list(devices) if devices is not None else jax.local_devices()
+    # All participating devices, of every process: pmap's `devices` must list them all. Given only
+    # this process's devices, each process runs its own pmap and the gradient mean never crosses
+    # processes (the replicas on different hosts then train on different gradients).
+    self.devices = list(devices) if devices is not None else jax.devices()
+    self.local_devices = [d for d in self.devices if d.process_index == jax.process_index()]
     if self.mode == 'jit':
-      all_devices = jax.devices() if devices is None else self.local_devices
-      self.mesh = Mesh(np.asarray(all_devices), (AXIS,))
+      self.mesh = Mesh(np.asarray(self.devices), (AXIS,))
       self.replicated = NamedSharding(self.mesh, P())
       self.sharded = NamedSharding(self.mesh, P(AXIS))
 
@@ -374,14 +377,14 @@ class DataParallel:
   def compile_train_step(self, step_fn):
     if self.mode == 'pmap':
       return jax.pmap(functools.partial(step_fn, axis_name=AXIS), axis_name=AXIS,
-                      devices=self.local_devices, donate_argnums=(0,))
+                      devices=self.devices, donate_argnums=(0,))
     return jax.jit(functools.partial(step_fn, axis_name=None), donate_argnums=(0,),
                    in_shardings=(self.replicated, self.sharded),
                    out_shardings=(self.replicated, self.replicated))
 
   def compile_eval_step(self, eval_fn):
     if self.mode == 'pmap':
-      return jax.pmap(eval_fn, axis_name=AXIS, devices=self.local_devices)
+      return jax.pmap(eval_fn, axis_name=AXIS, devices=self.devices)
     return jax.jit(eval_fn, in_shardings=(self.replicated, self.replicated, self.sharded),
                    out_shardings=self.sharded)
 

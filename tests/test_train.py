@@ -155,6 +155,14 @@ def jit8():
   return _Runner(_config(), 'jit', jax.devices()[:8])
 
 
+def test_pmap_spans_the_devices_of_every_process():
+  """pmap is given all devices, not only this process's: with only the local ones each process of a
+  multi-host run ran its own pmap and averaged the gradients of its own examples only."""
+  parallel = train.DataParallel(_config(), mode='pmap')
+  assert parallel.devices == jax.devices()
+  assert parallel.local_devices == jax.local_devices()
+
+
 def _assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
   la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
   assert len(la) == len(lb)

@@ -68,6 +68,8 @@ class FaceRNet(nn.Module):
   num_units: int = 5
   decoder_skips: Sequence[int] = (5,)  # Table 1 layers whose outputs the decoder concatenates
   last_channels: int = 1280
+  attention_reduction: int = 2  # each RA trunk maps C -> C // attention_reduction channels
+  stem_stride: int = 2
   bn_axis_name: Optional[str] = None
   dtype: Dtype = jnp.float32
 
@@ -77,13 +79,14 @@ class FaceRNet(nn.Module):
     x = normalise(images, self.dtype)
     if self.use_multiscale:
       x = FeatureExtraction(self.num_units, 8, self.dilation, name='features', **kw)(x, train)
-    x = ConvBN(make_divisible(32 * self.width), 3, 2, name='stem', **kw)(x, train)
+    x = ConvBN(make_divisible(32 * self.width), 3, self.stem_stride, name='stem', **kw)(x, train)
     skips = {}
     for i, (t, c, n, s) in enumerate(MOBILENETV2_LAYERS, start=1):
       c = make_divisible(c * self.width)
       for j in range(n):
         x = InvertedResidual(c, s if j == 0 else 1, t, name=f'layer{i}_{j}', **kw)(x, train)
-      x = ResidualAttention(self.use_attention, name=f'ra{i}', **kw)(x, train)
+      x = ResidualAttention(self.use_attention, x.shape[-1] // self.attention_reduction,
+                            name=f'ra{i}', **kw)(x, train)
       skips[i] = x
     if self.use_decoder:
       for k, i in enumerate(self.decoder_skips):
@@ -91,7 +94,8 @@ class FaceRNet(nn.Module):
         b, h, w, _ = skip.shape
         x = jax.image.resize(x, (x.shape[0], h, w, x.shape[-1]), 'nearest')
         x = jnp.concatenate([x, skip], axis=-1)
-        x = ResidualAttention(self.use_attention, name=f'decoder_ra{k}', **kw)(x, train)
+        x = ResidualAttention(self.use_attention, x.shape[-1] // self.attention_reduction,
+                              name=f'decoder_ra{k}', **kw)(x, train)
     last = make_divisible(self.last_channels * max(1.0, self.width))
     x = ConvBN(last, 1, name='last_conv', **kw)(x, train)
     return RegressionHead(self.num_outputs, self.dtype, name='head')(x)
