@@ -237,3 +237,22 @@ def test_head_initial_prediction_near_zero():
   assert out.shape == (8, 495)
   assert 0 < float(jnp.abs(out).max()) < 0.02  # < 1.2 degrees of rotation
   np.testing.assert_array_equal(v['params']['coefficients']['bias'], 0)
+
+
+def test_coordinate_channels_hold_pixel_centres():
+  from facernet_jax.models.facernet import with_coordinates
+  x = np.zeros((2, 2, 4, 3), np.float32)  # height 2, width 4
+  out = np.asarray(with_coordinates(jnp.asarray(x)))
+  assert out.shape == (2, 2, 4, 5)
+  np.testing.assert_allclose(out[0, 0, :, 3], [-0.75, -0.25, 0.25, 0.75])  # x of pixel centres
+  np.testing.assert_allclose(out[1, :, 2, 4], [-0.5, 0.5])  # y of pixel centres
+  np.testing.assert_array_equal(out[..., :3], x)
+
+
+def test_coordinate_channels_feed_the_stem():
+  net = models.create_model('facernet', width=0.25, use_multiscale=False, coord_channels=True)
+  images = jnp.full((1, 32, 32, 3), 0.5, jnp.float32)
+  params = net.init(jax.random.PRNGKey(0), images)['params']
+  kernels = [x for path, x in jax.tree_util.tree_flatten_with_path(params)[0]
+             if 'stem' in jax.tree_util.keystr(path) and x.ndim == 4]
+  assert [k.shape[2] for k in kernels] == [5]  # RGB + (x, y)

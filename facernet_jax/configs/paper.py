@@ -16,6 +16,7 @@ def get_config():
   config.model.use_attention = True
   config.model.use_multiscale = True
   config.model.use_decoder = True
+  config.model.coord_channels = False  # the paper's network has no coordinate channels
   config.trainable_bases = True
   # The paper renders with Deng et al.'s renderer [8] (hard rasterisation + interpolation), which
   # 'hard' mode reproduces; 'soft' adds SoftRas silhouette gradients at ~5x the cost.

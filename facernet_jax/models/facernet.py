@@ -31,6 +31,19 @@ def normalise(images, dtype):
   return ((jnp.asarray(images, jnp.float32) - 0.5) * 2.0).astype(dtype)
 
 
+def with_coordinates(x):
+  """Appends two channels holding each pixel centre's (x, y) in [-1, 1] (CoordConv, Liu et al. 2018).
+
+  Beyond the paper: the global-average-pool head otherwise sees position only through padding,
+  and the face's translation is part of the regressed pose (docs/network.md).
+  """
+  b, h, w, _ = x.shape
+  ys = (jnp.arange(h, dtype=jnp.float32) + 0.5) * (2.0 / h) - 1.0
+  xs = (jnp.arange(w, dtype=jnp.float32) + 0.5) * (2.0 / w) - 1.0
+  grid = jnp.stack(jnp.meshgrid(xs, ys, indexing='xy'), axis=-1).astype(x.dtype)
+  return jnp.concatenate([x, jnp.broadcast_to(grid, (b, h, w, 2))], axis=-1)
+
+
 class RegressionHead(nn.Module):
   """Global average pool -> 1x1 conv to `num_outputs` (Table 1's last row, k = 495).
 
@@ -70,6 +83,7 @@ class FaceRNet(nn.Module):
   last_channels: int = 1280
   attention_reduction: int = 2  # each RA trunk maps C -> C // attention_reduction channels
   stem_stride: int = 2
+  coord_channels: bool = False  # beyond the paper: (x, y) input channels, see `with_coordinates`
   bn_axis_name: Optional[str] = None
   dtype: Dtype = jnp.float32
 
@@ -77,6 +91,8 @@ class FaceRNet(nn.Module):
   def __call__(self, images, train: bool = False):
     kw = dict(bn_axis_name=self.bn_axis_name, dtype=self.dtype)
     x = normalise(images, self.dtype)
+    if self.coord_channels:
+      x = with_coordinates(x)
     if self.use_multiscale:
       x = FeatureExtraction(self.num_units, 8, self.dilation, name='features', **kw)(x, train)
     x = ConvBN(make_divisible(32 * self.width), 3, self.stem_stride, name='stem', **kw)(x, train)
