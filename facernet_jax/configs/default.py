@@ -73,8 +73,8 @@ def get_config():
 
   # Optimiser (Sec 4.1: Adam, lr 1e-3).
   config.optimizer = 'adam'  # 'adam' | 'sgd'
-  # 1e-2 learnt faster than 3e-3 and 3e-2 in side-by-side landmark-only runs (docs/training.md).
-  config.learning_rate = 1e-2
+  # 1e-2 learnt faster in landmark-only runs but slower with all of Eq 11 (docs/training.md).
+  config.learning_rate = 3e-3
   # Step scale of the 3DMM layer (FC_shape / FC_texture, entries ~1e-3): Adam's ~lr-sized
   # per-entry steps would overwrite the PCA bases within a few hundred steps.
   config.decoder_lr_scale = 1e-3
@@ -83,7 +83,7 @@ def get_config():
   config.grad_clip_norm = 0.0  # 0 = off.
   config.batch_size = 16  # Global batch, across all devices and processes.
   config.num_epochs = 8.0
-  config.num_train_steps = 7000  # > 0 overrides num_epochs (7000 x 16 = 28 epochs of 4000).
+  config.num_train_steps = 10000  # > 0 overrides num_epochs (10000 x 16 = 40 epochs of 4000).
 
   # Parallelism: 'pmap' (data parallel over local devices) or 'jit'
   # (jit + NamedSharding over a 1-D device mesh).
