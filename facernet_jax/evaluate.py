@@ -30,11 +30,8 @@ def _check_npy_magic(path, what):
                      f'save it with np.save')
 
 
-def load_landmark_array(path, what='landmarks'):
-  """Loads (n, K, 2|3) or 3DDFA's (n, 2|3, K) (or a single (K, 2)) landmarks from .npy, returns (n, K, 2).
-
-  No pickles (allow_pickle=False). Errors name the file, the shape and the fix.
-  """
+def _read_npy(path, what, kinds='fiu', expected='a numeric array'):
+  """Reads a plain .npy array (never a pickle); errors name the file, what it is for and the fix."""
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise InputError(f'{what} file {path!r} does not exist')
@@ -42,12 +39,22 @@ def load_landmark_array(path, what='landmarks'):
   try:
     a = np.load(path, allow_pickle=False)
   except ValueError as e:
-    raise InputError(f'{what} file {path!r} holds Python objects (a pickle); save a plain float array with '
-                     f'np.save(path, np.asarray(x, np.float32)) ({e})') from None
+    raise InputError(f'{what} file {path!r} holds Python objects (a pickle); save a plain array with '
+                     f'np.save(path, np.asarray(x)) ({e})') from None
   except Exception as e:  # pylint: disable=broad-except
     raise InputError(f'{what} file {path!r} is not a readable .npy array: {e}') from None
-  if not isinstance(a, np.ndarray) or a.dtype.kind not in 'fiu':
-    raise InputError(f'{what} file {path!r} has dtype {getattr(a, "dtype", type(a))}; expected a numeric array')
+  if not isinstance(a, np.ndarray) or a.dtype.kind not in kinds:
+    raise InputError(f'{what} file {path!r} has dtype {getattr(a, "dtype", type(a))}; expected {expected}')
+  return a
+
+
+def load_landmark_array(path, what='landmarks'):
+  """Loads (n, K, 2|3) or 3DDFA's (n, 2|3, K) (or a single (K, 2)) landmarks from .npy, returns (n, K, 2).
+
+  No pickles (allow_pickle=False). Errors name the file, the shape and the fix.
+  """
+  path = os.fspath(path)
+  a = _read_npy(path, what)
   if a.ndim == 2:
     a = a[None]
   if a.ndim != 3:
@@ -74,15 +81,7 @@ def load_landmark_array(path, what='landmarks'):
 def load_yaw(path, n):
   """Loads n yaw angles in degrees from .npy (any shape with n elements)."""
   path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise InputError(f'yaw file {path!r} does not exist')
-  _check_npy_magic(path, 'yaw')
-  try:
-    y = np.load(path, allow_pickle=False)
-  except Exception as e:  # pylint: disable=broad-except
-    raise InputError(f'yaw file {path!r} is not a readable numeric .npy array: {e}') from None
-  if y.dtype.kind not in 'fiu':
-    raise InputError(f'yaw file {path!r} has dtype {y.dtype}; expected numbers (degrees)')
+  y = _read_npy(path, 'yaw', expected='numbers (degrees)')
   y = np.asarray(y, np.float64).reshape(-1)
   if y.size != n:
     raise InputError(f'yaw file {path!r} has {y.size} values (shape {np.shape(y)}) but there are {n} images; '
@@ -96,13 +95,7 @@ def load_yaw(path, n):
 def load_visibility(path, shape):
   """(n, K) visibility flags (bool or 0/1) from .npy."""
   path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise InputError(f'visibility file {path!r} does not exist')
-  _check_npy_magic(path, 'visibility')
-  try:
-    v = np.load(path, allow_pickle=False)
-  except Exception as e:  # pylint: disable=broad-except
-    raise InputError(f'visibility file {path!r} is not a readable .npy array: {e}') from None
+  v = _read_npy(path, 'visibility', kinds='biuf', expected='booleans or 0/1')
   if v.shape != tuple(shape):
     raise InputError(f'visibility file {path!r} has shape {v.shape}; expected {tuple(shape)} (images, points)')
   if v.dtype.kind not in 'biuf' or not np.all(np.isin(v, (0, 1))):
@@ -492,7 +485,8 @@ def benchmark_main(argv):
       if not (args.lfpa and args.lfpa_points):
         raise InputError('aflw_lfpa needs --lfpa=FOLDER and --lfpa-points=FILE.npy (34 vertex indices of the '
                          'face model; see docs/evaluation.md)')
-      results.append(run_lfpa(rec, args.lfpa, np.load(args.lfpa_points, allow_pickle=False), args.max_examples))
+      points = _read_npy(args.lfpa_points, '--lfpa-points', 'iu', 'integer vertex indices')
+      results.append(run_lfpa(rec, args.lfpa, points, args.max_examples))
   out_dir = args.out or os.path.join(path, 'eval')
   report = _write_outputs(out_dir, results)
   print(report)

@@ -242,3 +242,18 @@ def test_nme_cli_visibility_34_points(tmp_path, capsys):
   assert evaluate.main(['nme', '--pred', str(tmp_path / 'p.npy'), '--gt', str(tmp_path / 'g.npy'),
                         '--visible', str(tmp_path / 'v.npy')]) == 2
   assert 'expected (4, 34)' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('make, what, message', [
+    (lambda p: np.save(p, np.array([{'a': 1}], dtype=object)), 'yaw', 'pickle'),
+    (lambda p: p.write_bytes(b'not a numpy file'), 'visibility', 'not a readable'),
+    (lambda p: np.save(p, np.zeros(34, np.float32)), '--lfpa-points', 'integer vertex indices'),
+    (lambda p: None, '--lfpa-points', 'does not exist'),
+])
+def test_every_npy_input_gets_a_clear_error(tmp_path, make, what, message):
+  bad = tmp_path / 'bad.npy'
+  make(bad)
+  kinds = 'iu' if what == '--lfpa-points' else 'fiu'
+  with pytest.raises(evaluate.InputError) as e:
+    evaluate._read_npy(bad, what, kinds, 'integer vertex indices')  # pylint: disable=protected-access
+  assert message in str(e.value) and what in str(e.value) and 'bad.npy' in str(e.value)

@@ -32,9 +32,9 @@ def get_config():
   # off in the laptop default, on in configs/paper.py.
   config.model.use_multiscale = False
   config.model.use_decoder = True
-  # Beyond the paper: (x, y) coordinate input channels, so that the pooled head can place the face
-  # (translation is part of the pose). configs/paper.py keeps the paper's network (False).
-  config.model.coord_channels = True
+  # Beyond the paper: (x, y) coordinate input channels (docs/network.md). They helped the
+  # landmark-only proxy but not the full run (docs/training.md), so they are off.
+  config.model.coord_channels = False
 
   # Differentiable renderer (facernet_jax.render.RasterSettings fields;
   # image_size comes from config.image_size).
@@ -83,7 +83,7 @@ def get_config():
   config.grad_clip_norm = 0.0  # 0 = off.
   config.batch_size = 16  # Global batch, across all devices and processes.
   config.num_epochs = 8.0
-  config.num_train_steps = 10000  # > 0 overrides num_epochs (10000 x 16 = 40 epochs of 4000).
+  config.num_train_steps = 7000  # > 0 overrides num_epochs (7000 x 16 = 28 epochs of 4000).
 
   # Parallelism: 'pmap' (data parallel over local devices) or 'jit'
   # (jit + NamedSharding over a 1-D device mesh).

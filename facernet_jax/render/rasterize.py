@@ -43,8 +43,6 @@ class RasterSettings:
   chunk_size: (pixel, face) pairs processed per selection step; bounds memory, not correctness. None:
     2**17 in soft mode; in hard mode image_size**2 clipped to [4096, 2**17] (only boxes around a pixel
     centre make pairs there, about one per covered pixel).
-  tile_size, tile_capacity: accepted for compatibility with tile-binning configs; unused (the pair
-    enumeration has no per-tile capacity, so `overflow` stays 0 unless the pair count exceeds 2**30).
   background: background colour (tuple, one value per channel or one value for all).
   znear, zfar: triangles with a vertex at depth <= znear, or all beyond zfar, are culled.
   prob_eps: soft candidates are faces with prob >= prob_eps (this sets the blur radius).
@@ -58,8 +56,6 @@ class RasterSettings:
   gamma: float = 1e-4
   faces_per_pixel: int = 8
   chunk_size: Optional[int] = None
-  tile_size: int = 8
-  tile_capacity: int = 256
   background: tuple = (0.0, 0.0, 0.0)
   znear: float = 1.0
   zfar: float = 100.0

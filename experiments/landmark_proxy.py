@@ -1,0 +1,122 @@
+"""How fast can a network variant learn the landmarks? A landmark-only proxy of the default run.
+
+Trains FaceRNet (or plain MobileNetV2) on the synthetic faces with Eq 12 (weight 1e4) + Eq 17 only, no
+rendering, Adam with warm-up + cosine decay, and prints the test and train NME every 500 steps. It
+isolates the regression problem from the photometric terms, so variants can be compared side by side
+in a few minutes (docs/training.md, "What limits the default run"):
+
+  python experiments/landmark_proxy.py --steps=1500                       # the default's network
+  python experiments/landmark_proxy.py --steps=1500 --coord --lr=1e-2
+  python experiments/landmark_proxy.py --steps=1000 --num_train=64        # can it memorise 64 images?
+  python experiments/landmark_proxy.py --fit_coefficients --num_train=64  # per-image fitting instead
+"""
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from facernet_jax import losses
+from facernet_jax import metrics
+from facernet_jax import models
+from facernet_jax.data import synthetic_faces
+from facernet_jax.face_model.synthetic import build_synthetic_model
+from facernet_jax.forward import FaceDecoder
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--image_size', type=int, default=32)
+  p.add_argument('--model_resolution', type=int, default=16)
+  p.add_argument('--arch', default='facernet', choices=['facernet', 'mobilenetv2'])
+  p.add_argument('--width', type=float, default=0.5)
+  p.add_argument('--coord', action='store_true', help='FaceRNet coord_channels')
+  p.add_argument('--attention_reduction', type=int, default=2)
+  p.add_argument('--steps', type=int, default=1500)
+  p.add_argument('--batch_size', type=int, default=16)
+  p.add_argument('--lr', type=float, default=3e-3)
+  p.add_argument('--num_train', type=int, default=4000)
+  p.add_argument('--fit_coefficients', action='store_true',
+                 help='optimise free per-image coefficients instead of a network (a lower bound)')
+  a = p.parse_args()
+  print(vars(a), flush=True)
+
+  data_config = synthetic_faces.make_config(image_size=a.image_size, model_resolution=a.model_resolution,
+                                            num_train=4000, num_validation=200, num_test=500)
+  train = synthetic_faces.generate_examples(data_config, 'train', 0, a.num_train)
+  test = synthetic_faces.generate_examples(data_config, 'test', 0, 256)
+  decoder = FaceDecoder(build_synthetic_model(a.model_resolution, 0), a.image_size,
+                        trainable_bases=False, raster=None)
+  dec_vars = decoder.init(jax.random.PRNGKey(1), jnp.zeros((1, models.NUM_COEFFICIENTS)))
+  landmarks_of = lambda c: decoder.apply(dec_vars, c)['landmarks']
+  schedule = optax.warmup_cosine_decay_schedule(0.0, a.lr, 200, a.steps, 0.01 * a.lr)
+  tx = optax.adam(schedule)
+
+  def nme(pred, gt):
+    return 100.0 * float(metrics.nme_per_image(np.asarray(pred), gt).mean())
+
+  if a.fit_coefficients:
+    coefficients = jnp.zeros((a.num_train, models.NUM_COEFFICIENTS))
+    gt = jnp.asarray(train['landmarks'])
+    loss = lambda c: 1e4 * losses.landmark_loss(landmarks_of(c), gt, None, a.image_size)
+    state = tx.init(coefficients)
+
+    @jax.jit
+    def fit_step(c, s):
+      g = jax.grad(loss)(c)
+      u, s = tx.update(g, s, c)
+      return optax.apply_updates(c, u), s
+
+    for step in range(1, a.steps + 1):
+      coefficients, state = fit_step(coefficients, state)
+      if step % 100 == 0 or step == a.steps:
+        print(f'step {step} train_nme {nme(landmarks_of(coefficients), train["landmarks"]):.2f}')
+    return
+
+  kwargs = dict(width=a.width)
+  if a.arch == 'facernet':
+    kwargs.update(use_multiscale=False, coord_channels=a.coord,
+                  attention_reduction=a.attention_reduction)
+  net = models.create_model(a.arch, **kwargs)
+  images = lambda x: jnp.asarray(x, jnp.float32) / 255.0
+  variables = net.init(jax.random.PRNGKey(0), images(train['image'][:2]))
+  params, batch_stats = variables['params'], variables['batch_stats']
+  opt_state = tx.init(params)
+
+  def loss_fn(params, batch_stats, x, gt):
+    c, new = net.apply({'params': params, 'batch_stats': batch_stats}, images(x), train=True,
+                       mutable=['batch_stats'])
+    loss = 1e4 * losses.landmark_loss(landmarks_of(c), gt, None, a.image_size)
+    return loss + losses.regularisation_loss(c), new['batch_stats']
+
+  @jax.jit
+  def train_step(params, batch_stats, opt_state, x, gt):
+    (loss, batch_stats), g = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats, x, gt)
+    u, opt_state = tx.update(g, opt_state, params)
+    return optax.apply_updates(params, u), batch_stats, opt_state, loss
+
+  @jax.jit
+  def predict(params, batch_stats, x):
+    return landmarks_of(net.apply({'params': params, 'batch_stats': batch_stats}, images(x)))
+
+  def split_nme(split):
+    n = min(256, len(split['image']))
+    pred = np.concatenate([predict(params, batch_stats, split['image'][i:i + 64])
+                           for i in range(0, n, 64)])
+    return nme(pred, split['landmarks'][:n])
+
+  rng = np.random.default_rng(0)
+  start = time.time()
+  for step in range(1, a.steps + 1):
+    idx = rng.integers(0, a.num_train, a.batch_size)
+    params, batch_stats, opt_state, loss = train_step(
+        params, batch_stats, opt_state, train['image'][idx], train['landmarks'][idx])
+    if step % 500 == 0 or step == a.steps:
+      print(f'step {step} loss {float(loss):.1f} test_nme {split_nme(test):.2f} '
+            f'train_nme {split_nme(train):.2f} wall {time.time() - start:.0f}s', flush=True)
+
+
+if __name__ == '__main__':
+  main()
