@@ -11,19 +11,23 @@ in a few minutes (docs/training.md, "What limits the default run"):
   python experiments/landmark_proxy.py --fit_coefficients --num_train=64  # per-image fitting instead
 """
 import argparse
+import os
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from facernet_jax import losses
-from facernet_jax import metrics
-from facernet_jax import models
-from facernet_jax.data import synthetic_faces
-from facernet_jax.face_model.synthetic import build_synthetic_model
-from facernet_jax.forward import FaceDecoder
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from facernet_jax import losses  # noqa: E402
+from facernet_jax import metrics  # noqa: E402
+from facernet_jax import models  # noqa: E402
+from facernet_jax.data import synthetic_faces  # noqa: E402
+from facernet_jax.face_model.synthetic import build_synthetic_model  # noqa: E402
+from facernet_jax.forward import FaceDecoder  # noqa: E402
 
 
 def main():
@@ -61,6 +65,7 @@ def main():
     coefficients = jnp.zeros((a.num_train, models.NUM_COEFFICIENTS))
     gt = jnp.asarray(train['landmarks'])
     loss = lambda c: 1e4 * losses.landmark_loss(landmarks_of(c), gt, None, a.image_size)
+    tx = optax.adam(a.lr)  # constant: every image has its own parameters, nothing to anneal
     state = tx.init(coefficients)
 
     @jax.jit
@@ -71,7 +76,7 @@ def main():
 
     for step in range(1, a.steps + 1):
       coefficients, state = fit_step(coefficients, state)
-      if step % 100 == 0 or step == a.steps:
+      if step in (100, 300, 1000, 2000) or step == a.steps:
         print(f'step {step} train_nme {nme(landmarks_of(coefficients), train["landmarks"]):.2f}')
     return
 

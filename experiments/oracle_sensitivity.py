@@ -7,17 +7,21 @@ regression must be to reach the default run's targets (docs/training.md):
   python experiments/oracle_sensitivity.py --image_size=32 --model_resolution=16
 """
 import argparse
+import os
+import sys
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from facernet_jax import metrics
-from facernet_jax import render
-from facernet_jax.data import synthetic_faces
-from facernet_jax.face_model.synthetic import build_synthetic_model
-from facernet_jax.forward import FaceDecoder
-from facernet_jax.models import coefficient_slices
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from facernet_jax import metrics  # noqa: E402
+from facernet_jax import render  # noqa: E402
+from facernet_jax.data import synthetic_faces  # noqa: E402
+from facernet_jax.face_model.synthetic import build_synthetic_model  # noqa: E402
+from facernet_jax.forward import FaceDecoder  # noqa: E402
+from facernet_jax.models import coefficient_slices  # noqa: E402
 
 
 def main():
