@@ -51,31 +51,22 @@ class AflwLfpa(common.RealFacesBuilder):
   def _generate_examples(self, root, mats):
     cfg = self.builder_config
     counter = common.SkipCounter(self.name)
+    items = common.mat_items(counter, root, mats, _parse_annotation, f'pt2d (2, {NUM_POINTS})')
+    yield from common.generate_cropped(counter, items, cfg.image_size, cfg.box_scale)
 
-    def items():
-      for mat in mats:
-        stem = mat[:-4]
-        image = next((stem + e for e in ('.jpg', '.png', '.jpeg') if os.path.exists(stem + e)), None)
-        key = os.path.relpath(stem, root)
-        if image is None:
-          counter.skip(mat, 'no image NAME.jpg next to it')
-          continue
-        try:
-          m = common.read_mat(mat)
-          pts = common.matlab_points(m['pt2d'], NUM_POINTS)
-          vis = np.ones((NUM_POINTS,), bool)
-          if 'visibility' in m:
-            vis = np.ravel(m['visibility']).astype(bool)
-            if vis.shape != (NUM_POINTS,):
-              raise ValueError(f'visibility has shape {vis.shape}')
-          yaw = np.nan
-          if 'yaw' in m:
-            yaw = float(np.ravel(m['yaw'])[0])
-          elif 'Pose_Para' in m:
-            yaw = float(np.degrees(np.ravel(m['Pose_Para'])[1]))
-        except Exception as e:  # pylint: disable=broad-except  (scipy raises many types)
-          counter.skip(mat, f'bad annotation ({e!r}); expected pt2d (2, 34)')
-          continue
-        yield key, image, pts, None, {'yaw': np.float32(yaw), 'visible': vis}
 
-    yield from common.generate_cropped(counter, items(), cfg.image_size, cfg.box_scale)
+def _parse_annotation(m):
+  """pt2d (2, 34) 1-based MATLAB pixels; visibility (34,) 0/1 (default all); yaw in degrees from
+  `yaw` or Pose_Para[1] (radians), NaN when neither is given."""
+  points = common.matlab_points(m['pt2d'], NUM_POINTS)
+  visible = np.ones((NUM_POINTS,), bool)
+  if 'visibility' in m:
+    visible = np.ravel(m['visibility']).astype(bool)
+    if visible.shape != (NUM_POINTS,):
+      raise ValueError(f'visibility has shape {visible.shape}')
+  yaw = np.nan
+  if 'yaw' in m:
+    yaw = float(np.ravel(m['yaw'])[0])
+  elif 'Pose_Para' in m:
+    yaw = float(np.degrees(np.ravel(m['Pose_Para'])[1]))
+  return points, {'yaw': np.float32(yaw), 'visible': visible}

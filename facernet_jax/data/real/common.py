@@ -130,6 +130,26 @@ def zero_based_points(arr, num_points):
   return matlab_points(arr, num_points) + 1.0
 
 
+def mat_items(counter, root, mats, parse, expected):
+  """Items for `generate_cropped` from NAME.mat annotations with NAME.jpg|.png|.jpeg beside them.
+
+  `parse(mat_dict)` returns ((K, 2) points, feature dict); a file without an image or whose
+  annotation `parse` rejects is skipped and counted, with `expected` in the message.
+  """
+  for mat in mats:
+    stem = mat[:-4]
+    image = next((stem + e for e in ('.jpg', '.png', '.jpeg') if os.path.exists(stem + e)), None)
+    if image is None:
+      counter.skip(mat, 'no image NAME.jpg next to it')
+      continue
+    try:
+      points, features = parse(read_mat(mat))
+    except Exception as e:  # pylint: disable=broad-except  (scipy raises many types)
+      counter.skip(mat, f'bad annotation ({e!r}); expected {expected}')
+      continue
+    yield os.path.relpath(stem, root), image, points, None, features
+
+
 def generate_cropped(counter, items, image_size, box_scale):
   """Shared generator loop.
 

@@ -55,22 +55,11 @@ class W300lp(common.RealFacesBuilder):
   def _generate_examples(self, root, mats):
     cfg = self.builder_config
     counter = common.SkipCounter(self.name)
+    items = common.mat_items(counter, root, mats, _parse_annotation, 'pt2d (2, 68)')
+    yield from common.generate_cropped(counter, items, cfg.image_size, cfg.box_scale)
 
-    def items():
-      for mat in mats:
-        stem = mat[:-4]
-        image = next((stem + e for e in ('.jpg', '.png', '.jpeg') if os.path.exists(stem + e)), None)
-        key = os.path.relpath(stem, root)
-        if image is None:
-          counter.skip(mat, 'no image NAME.jpg next to it')
-          continue
-        try:
-          m = common.read_mat(mat)
-          points = common.matlab_points(m['pt2d'], 68)
-          yaw = float(np.degrees(np.ravel(m['Pose_Para'])[1])) if 'Pose_Para' in m else np.nan
-        except Exception as e:  # pylint: disable=broad-except  (scipy raises many types)
-          counter.skip(mat, f'bad annotation ({e!r}); expected pt2d (2, 68)')
-          continue
-        yield key, image, points, None, {'yaw': np.float32(yaw)}
 
-    yield from common.generate_cropped(counter, items(), cfg.image_size, cfg.box_scale)
+def _parse_annotation(m):
+  """pt2d (2, 68) 1-based MATLAB pixels; yaw in degrees from Pose_Para[1] (radians) when present."""
+  yaw = float(np.degrees(np.ravel(m['Pose_Para'])[1])) if 'Pose_Para' in m else np.nan
+  return common.matlab_points(m['pt2d'], 68), {'yaw': np.float32(yaw)}
