@@ -196,12 +196,6 @@ def load_config_file(path):
   return module.get_config()
 
 
-def _region_composite(image, render, alpha):
-  """Face region = rendered coverage (alpha > 0.5); the render composited over the photo elsewhere."""
-  a = np.asarray(alpha, np.float64)[..., None]
-  return np.clip(render * a + image * (1 - a), 0, 1), np.asarray(alpha) > 0.5
-
-
 def run_synthetic(rec, num_examples=-1):
   """Synthetic test split (ground-truth landmarks, yaw, depth, mesh): NME by yaw bin (Table 2 layout),
   L1 / PSNR / SSIM in the face region (Table 3), SIDE / MAD (Eqs 20-21, Tables 5-7), dense NME after ICP."""
@@ -233,7 +227,7 @@ def run_synthetic(rec, num_examples=-1):
     gt_vertices = np.asarray(gt_fn(c_gt))[:len(images)]
     nme = metrics.nme_per_image(dec['landmarks_crop'], data['landmarks'][sl])
     for k in range(len(images)):
-      comp, region = _region_composite(images[k], dec['render'][k], dec['alpha'][k])
+      comp, region = metrics.face_region_composite(images[k], dec['render'][k], dec['alpha'][k])
       im = metrics.image_metrics(images[k], comp, region)
       dm = metrics.depth_metrics(dec['depth'][k], data['depth'][sl][k], float(cam.focal), float(cam.cx),
                                  float(cam.cy), float(cam.camera_distance))
@@ -332,7 +326,7 @@ def run_aflw2000(rec, folder, protocol_dir=None, limit=-1):
     for k, it in enumerate(chunk):
       pred = maps[k](dec['landmarks_crop'][k])
       preds.append(pred)
-      comp, region = _region_composite(crops[k], dec['render'][k], dec['alpha'][k])
+      comp, region = metrics.face_region_composite(crops[k], dec['render'][k], dec['alpha'][k])
       row = dict(name=it['name'], protocol_row=it['protocol_row'], yaw=it['yaw'],
                  nme=float(metrics.nme_per_image(pred, it['landmarks'])),
                  **metrics.image_metrics(crops[k], comp, region))

@@ -215,6 +215,16 @@ def ssim(image, render, mask=None, **kwargs):
   return _masked_mean(ssim_map(image, render, **kwargs), mask)
 
 
+def face_region_composite(image, render, alpha):
+  """Table 3's face region: (render composited over the photo, clipped to [0, 1]; alpha > 0.5).
+
+  The region is where the reconstruction is drawn, the only region the protocol can mean on photos
+  without face masks (docs/evaluation.md).
+  """
+  a = np.asarray(alpha, np.float64)[..., None]
+  return np.clip(render * a + image * (1 - a), 0, 1), np.asarray(alpha) > 0.5
+
+
 def image_metrics(image, render, mask):
   """Table 3's pixel-level metrics for one image: dict with l1, psnr, ssim (face region = mask)."""
   return {'l1': l1_error(image, render, mask), 'psnr': psnr(image, render, mask),

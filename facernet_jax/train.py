@@ -144,7 +144,8 @@ def create_train_state(rng, config, network, decoder, tx):
   params, batch_stats = initialized(rng, config, network, decoder)
   return TrainState(
       step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-      opt_state=tx.init(jax.flatten_util.ravel_pytree(params)[0]), landmark_error=losses.init_landmark_error_state(),
+      opt_state=tx.init(jax.flatten_util.ravel_pytree(params)[0]),  # Adam runs on the flat vector
+      landmark_error=losses.init_landmark_error_state(),
       data_position=jnp.zeros((), jnp.int32),
       nonfinite={'consecutive': jnp.zeros((), jnp.int32), 'total': jnp.zeros((), jnp.int32)})
 
@@ -369,10 +370,8 @@ class DataParallel:
     return jax.tree_util.tree_map(local, out)
 
   def get_metrics(self, metrics):
-    if self.mode == 'pmap':
-      return jax.tree_util.tree_map(lambda x: np.asarray(jax.device_get(x.addressable_data(0)))[0],
-                                    metrics)
-    return jax.device_get(metrics)
+    """One host copy of the step's metrics (replicated like the state)."""
+    return self.get_state(metrics)
 
   def compile_train_step(self, step_fn):
     if self.mode == 'pmap':
@@ -648,6 +647,7 @@ def evaluate(config, parallel, p_eval_step, state, builders, split, max_batches=
   """
   from facernet_jax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
   args = parallel.eval_args(state)
+  has_mask = 'mask' in keys_of_split(builders)
   sums = np.zeros(5, np.float64)  # nme, psnr, ssim, psnr in the true mask, count
   nmes, yaws = [], []
   for i, batch in enumerate(eval_iterator(config, builders, split)):
@@ -659,11 +659,10 @@ def evaluate(config, parallel, p_eval_step, state, builders, split, max_batches=
     images = host['image'].astype(np.float32)
     nme = metrics_lib.nme_per_image(out['landmarks'], host['landmarks'])
     for k in np.nonzero(valid)[0]:
-      region = out['alpha'][k] > 0.5
-      a = out['alpha'][k][..., None]
-      composite = out['render'][k] * a + images[k] * (1 - a)
+      composite, region = metrics_lib.face_region_composite(images[k], out['render'][k],
+                                                            out['alpha'][k])
       in_mask = (metrics_lib.psnr(images[k], out['render'][k], host['mask'][k] > 0)
-                 if 'mask' in host else 0.0)
+                 if has_mask else 0.0)
       drawn = region.any()  # nothing drawn scores 0 dB and SSIM 0, never a free pass
       sums += [nme[k], metrics_lib.psnr(images[k], composite, region) if drawn else 0.0,
                metrics_lib.ssim(images[k], composite, region) if drawn else 0.0, in_mask, 1.0]
@@ -677,7 +676,7 @@ def evaluate(config, parallel, p_eval_step, state, builders, split, max_batches=
   count = max(float(sums[4]), 1.0)
   result = {'nme': 100.0 * float(sums[0]) / count, 'psnr': float(sums[1]) / count,
             'ssim': float(sums[2]) / count, 'num_images': float(sums[4])}
-  if 'mask' in keys_of_split(builders):
+  if has_mask:
     result['psnr_mask'] = float(sums[3]) / count
   if jax.process_count() == 1 and yaws:
     table = metrics_lib.nme_table(np.asarray(nmes), np.asarray(yaws))

@@ -20,3 +20,28 @@ def shared_data():
   if not SHARED_DATA.is_dir():
     pytest.skip(f"real public test data not found at {SHARED_DATA} (only present in the project workspace)")
   return SHARED_DATA
+
+
+def _execute_notebook(path, env, cwd, timeout=900):
+  """Runs the notebook at `path` with nbclient in `cwd`, `env` added to the kernel's environment."""
+  nbformat = pytest.importorskip("nbformat")
+  nbclient = pytest.importorskip("nbclient")
+  nb = nbformat.read(path, as_version=4)
+  old = {k: os.environ.get(k) for k in env}
+  os.environ.update(env)  # The kernel inherits this process's environment.
+  try:
+    nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(cwd)}}).execute()
+  finally:
+    for k, v in old.items():
+      if v is None:
+        os.environ.pop(k, None)
+      else:
+        os.environ[k] = v
+  return nb
+
+
+@pytest.fixture
+def execute_notebook():
+  """execute_notebook(path, env, cwd, timeout=900) -> the executed notebook (nbformat)."""
+  return _execute_notebook

@@ -5,7 +5,6 @@ network outputs a fixed coefficient vector (yaw 20 degrees, a small translation)
 poses and landmark positions can be checked against an independent numpy projection.
 """
 import json
-import os
 import pathlib
 
 import cv2
@@ -230,22 +229,9 @@ def test_video_frame_by_frame(workdir, tmp_path):
 
 
 @pytest.mark.slow
-def test_notebook_executes(workdir, tmp_path):
-  nbformat = pytest.importorskip('nbformat')
-  nbclient = pytest.importorskip('nbclient')
-  nb = nbformat.read(REPO / 'notebooks' / 'reconstruct.ipynb', as_version=4)
+def test_notebook_executes(workdir, tmp_path, execute_notebook):
   env = {'FACERNET_WORKDIR': workdir, 'FACERNET_OUT': str(tmp_path / 'nb_out'), 'FACERNET_RENDER_SIZE': '64'}
-  old = {k: os.environ.get(k) for k in env}
-  os.environ.update(env)
-  try:
-    nbclient.NotebookClient(nb, timeout=300, kernel_name='python3',
-                            resources={'metadata': {'path': str(REPO)}}).execute()
-  finally:
-    for k, v in old.items():
-      if v is None:
-        os.environ.pop(k, None)
-      else:
-        os.environ[k] = v
+  nb = execute_notebook(REPO / 'notebooks' / 'reconstruct.ipynb', env, cwd=REPO, timeout=300)
   outputs = [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', [])]
   assert not [o for o in outputs if o.get('output_type') == 'error']
   assert sum('image/png' in o.get('data', {}) for o in outputs) >= 2  # overlay and mesh figures
