@@ -20,11 +20,12 @@ from facernet_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'facernet_jax/configs/paper.py', 'Config file.')
 _BATCH_SIZES = flags.DEFINE_list('batch_sizes', ['4', '256'], 'Global batch sizes to time.')
-_STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps per batch size (after 2 warm-up steps).')
+_STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps per repeat (after 2 warm-up steps).')
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repeats per batch size; the median is reported.')
 
 
-def measure(config, batch_size, steps):
-  """Returns dict(batch_size, compile_s, steps_per_sec, images_per_sec)."""
+def measure(config, batch_size, steps, repeats):
+  """Returns dict(batch_size, compile_s, steps_per_sec, images_per_sec): medians over `repeats`."""
   config = config.copy_and_resolve_references()
   config.batch_size = batch_size
   parallel = train.DataParallel(config)
@@ -46,11 +47,14 @@ def measure(config, batch_size, steps):
   compile_s = time.time() - t0
   state, metrics = p_train(state, batch)
   jax.block_until_ready(metrics)
-  t0 = time.time()
-  for _ in range(steps):
-    state, metrics = p_train(state, batch)
-  jax.block_until_ready((state, metrics))
-  dt = time.time() - t0
+  times = []
+  for _ in range(repeats):
+    t0 = time.time()
+    for _ in range(steps):
+      state, metrics = p_train(state, batch)
+    jax.block_until_ready((state, metrics))
+    times.append(time.time() - t0)
+  dt = float(np.median(times))
   return {'batch_size': batch_size, 'compile_s': round(compile_s, 1),
           'steps_per_sec': round(steps / dt, 3), 'images_per_sec': round(steps * batch_size / dt, 1),
           'device': str(jax.devices()[0].device_kind), 'devices': jax.device_count()}
@@ -60,7 +64,7 @@ def main(argv):
   del argv
   config = _CONFIG.value
   for b in _BATCH_SIZES.value:
-    print(json.dumps(measure(config, int(b), _STEPS.value)), flush=True)
+    print(json.dumps(measure(config, int(b), _STEPS.value, _REPEATS.value)), flush=True)
 
 
 if __name__ == '__main__':
