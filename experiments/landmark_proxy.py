@@ -42,6 +42,9 @@ def main():
   p.add_argument('--batch_size', type=int, default=16)
   p.add_argument('--lr', type=float, default=3e-3)
   p.add_argument('--num_train', type=int, default=4000)
+  p.add_argument('--reg_shape', type=float, default=losses.REG_WEIGHTS['shape'])
+  p.add_argument('--reg_expression', type=float, default=losses.REG_WEIGHTS['expression'])
+  p.add_argument('--output_scale', default='', help='e.g. rotation=0.3,translation=0.05')
   p.add_argument('--fit_coefficients', action='store_true',
                  help='optimise free per-image coefficients instead of a network (a lower bound)')
   a = p.parse_args()
@@ -84,7 +87,10 @@ def main():
   if a.arch == 'facernet':
     kwargs.update(use_multiscale=False, coord_channels=a.coord,
                   attention_reduction=a.attention_reduction)
+  scales = dict(kv.split('=') for kv in a.output_scale.split(',') if kv)
+  kwargs['output_scales'] = tuple((k, float(v)) for k, v in scales.items())
   net = models.create_model(a.arch, **kwargs)
+  slices = models.coefficient_slices()
   images = lambda x: jnp.asarray(x, jnp.float32) / 255.0
   variables = net.init(jax.random.PRNGKey(0), images(train['image'][:2]))
   params, batch_stats = variables['params'], variables['batch_stats']
@@ -94,7 +100,8 @@ def main():
     c, new = net.apply({'params': params, 'batch_stats': batch_stats}, images(x), train=True,
                        mutable=['batch_stats'])
     loss = 1e4 * losses.landmark_loss(landmarks_of(c), gt, None, a.image_size)
-    return loss + losses.regularisation_loss(c), new['batch_stats']
+    reg = losses.regularisation_loss(c, {'shape': a.reg_shape, 'expression': a.reg_expression})
+    return loss + reg, new['batch_stats']
 
   @jax.jit
   def train_step(params, batch_stats, opt_state, x, gt):
@@ -104,13 +111,23 @@ def main():
 
   @jax.jit
   def predict(params, batch_stats, x):
-    return landmarks_of(net.apply({'params': params, 'batch_stats': batch_stats}, images(x)))
+    c = net.apply({'params': params, 'batch_stats': batch_stats}, images(x))
+    return landmarks_of(c), c
 
   def split_nme(split):
     n = min(256, len(split['image']))
-    pred = np.concatenate([predict(params, batch_stats, split['image'][i:i + 64])
-                           for i in range(0, n, 64)])
-    return nme(pred, split['landmarks'][:n])
+    pred = [predict(params, batch_stats, split['image'][i:i + 64]) for i in range(0, n, 64)]
+    return nme(np.concatenate([p[0] for p in pred]), split['landmarks'][:n])
+
+  def pose_errors(split):
+    """RMS error of the predicted pitch / yaw / roll (degrees) and translation x / y / z."""
+    n = min(256, len(split['image']))
+    c = np.concatenate([predict(params, batch_stats, split['image'][i:i + 64])[1]
+                        for i in range(0, n, 64)])
+    rms = lambda name: np.sqrt(np.mean((c[:, slices[name]] - split['coefficients'][:n, slices[name]])
+                                       ** 2, axis=0))
+    return (' rot_rmse_deg ' + ' '.join(f'{v:.1f}' for v in np.rad2deg(rms('rotation')))
+            + ' trans_rmse ' + ' '.join(f'{v:.3f}' for v in rms('translation')))
 
   rng = np.random.default_rng(0)
   start = time.time()
@@ -120,7 +137,8 @@ def main():
         params, batch_stats, opt_state, train['image'][idx], train['landmarks'][idx])
     if step % 500 == 0 or step == a.steps:
       print(f'step {step} loss {float(loss):.1f} test_nme {split_nme(test):.2f} '
-            f'train_nme {split_nme(train):.2f} wall {time.time() - start:.0f}s', flush=True)
+            f'train_nme {split_nme(train):.2f}{pose_errors(test)} wall {time.time() - start:.0f}s',
+            flush=True)
 
 
 if __name__ == '__main__':

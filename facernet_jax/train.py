@@ -81,6 +81,8 @@ def create_networks(config, bn_axis_name=None):
   from facernet_jax import forward  # pylint: disable=g-import-not-at-top
   from facernet_jax import models  # pylint: disable=g-import-not-at-top
   kwargs = {k: v for k, v in config.model.to_dict().items() if k != 'name'}
+  if 'output_scales' in kwargs:  # {group: scale} in the config; a hashable tuple for the module
+    kwargs['output_scales'] = tuple(sorted(kwargs['output_scales'].items()))
   network = models.create_model(config.model.name, bn_axis_name=bn_axis_name, **kwargs)
   decoder = forward.FaceDecoder(face_model=build_face_model(config), image_size=config.image_size,
                                 trainable_bases=config.trainable_bases,

@@ -391,3 +391,20 @@ def test_from_config(tmp_path, model):
     fm.from_config(ml_collections.ConfigDict({"source": str(missing)}))
   model.save_npz(tmp_path / "m.npz")
   assert fm.from_config({"source": str(tmp_path / "m.npz")}).num_vertices == model.num_vertices
+
+
+def test_synthetic_shape_modes_hold_no_rigid_motion_or_scale(model):
+  """A small rotation, translation or scaling of the mean shape is (to first order) orthogonal to
+  every shape mode, as in a PCA of Procrustes-aligned scans; so shape cannot stand in for pose."""
+  from scipy.spatial.transform import Rotation
+  mean = model.mean_shape.astype(np.float64)
+  basis = model.shape_basis.astype(np.float64)
+  motions = {'translation': mean + np.array([1e-3, -2e-3, 1.5e-3]),
+             'scale': mean * (1 + 1e-3)}
+  for axis in 'xyz':
+    motions[f'rotation {axis}'] = mean @ Rotation.from_euler(axis, 1e-3).as_matrix().T
+  for name, moved in motions.items():
+    d = (moved - mean).reshape(-1)
+    coef, *_ = np.linalg.lstsq(basis, d, rcond=None)
+    explained = np.linalg.norm(basis @ coef) / np.linalg.norm(d)
+    assert explained < 2e-3, (name, explained)

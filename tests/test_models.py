@@ -256,3 +256,26 @@ def test_coordinate_channels_feed_the_stem():
   kernels = [x for path, x in jax.tree_util.tree_flatten_with_path(params)[0]
              if 'stem' in jax.tree_util.keystr(path) and x.ndim == 4]
   assert [k.shape[2] for k in kernels] == [5]  # RGB + (x, y)
+
+
+def test_output_scales_multiply_their_coefficient_groups():
+  """Each named group's outputs are the Dense outputs times its scale (Eq 10 offsets by hand)."""
+  from facernet_jax.models.facernet import RegressionHead
+  head = RegressionHead(output_scales=(('rotation', 0.1), ('lighting', 0.5)))
+  feats = jnp.ones((1, 1, 1, 8), jnp.float32)
+  v = head.init(jax.random.key(0), feats)
+  bias = np.arange(1, 496, dtype=np.float32)
+  params = {'coefficients': {'kernel': np.zeros((8, 495), np.float32), 'bias': bias}}
+  out = np.asarray(head.apply({'params': params}, feats))[0]
+  expected = bias.copy()
+  expected[462:465] *= 0.1  # rotation: after shape 199, texture 199, expression 64
+  expected[468:495] *= 0.5  # lighting: after rotation 3 and translation 3
+  np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize('scales, message', [((('pose', 0.1),), "unknown coefficient group 'pose'"),
+                                             ((('translation', 0.0),), 'must be > 0')])
+def test_output_scales_reject_bad_values(scales, message):
+  net = models.create_model('facernet', width=0.25, use_multiscale=False, output_scales=scales)
+  with pytest.raises(ValueError, match=message):
+    net.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32))

@@ -35,6 +35,10 @@ def get_config():
   # Beyond the paper: (x, y) coordinate input channels (docs/network.md). They helped the
   # landmark-only proxy but not the full run (docs/training.md), so they are off.
   config.model.coord_channels = False
+  # Beyond the paper: fixed multipliers on the head's pose and lighting outputs, so Adam's
+  # per-step change of those outputs matches their precision (docs/network.md, docs/training.md).
+  config.model.output_scales = ml_collections.ConfigDict(
+      {'rotation': 0.1, 'translation': 0.03, 'lighting': 0.1})
 
   # Differentiable renderer (facernet_jax.render.RasterSettings fields;
   # image_size comes from config.image_size).

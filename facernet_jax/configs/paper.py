@@ -4,6 +4,8 @@ Needs data you bring (README "Data you bring"): the converted BFM 2009 with all 
 texture components, and 300W-LP + CelebA (68 landmarks) in TFDS manual folders. Loss weights are
 Eq 11's: 400 / 2000 / 100 / 2 / 50 / 1; L_land_error starts after the fifth epoch.
 """
+import ml_collections
+
 from facernet_jax.configs import default
 
 
@@ -17,6 +19,7 @@ def get_config():
   config.model.use_multiscale = True
   config.model.use_decoder = True
   config.model.coord_channels = False  # the paper's network has no coordinate channels
+  config.model.output_scales = ml_collections.ConfigDict()  # the paper's head has no output scales
   config.trainable_bases = True
   # The paper renders with Deng et al.'s renderer [8] (hard rasterisation + interpolation), which
   # 'hard' mode reproduces; 'soft' adds SoftRas silhouette gradients at ~5x the cost.

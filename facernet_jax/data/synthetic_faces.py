@@ -283,8 +283,9 @@ def generate_examples(config, split, start=0, count=None):
 class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
   """Synthetic faces from the embedded morphable model (no downloads)."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.',
+                   '1.1.0': 'Synthetic face model: shape modes free of rigid motion and scale.'}
   BUILDER_CONFIGS = list(BUILDER_CONFIGS)
 
   def _info(self):

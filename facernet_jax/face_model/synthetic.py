@@ -12,7 +12,8 @@ tests and the synthetic dataset run anywhere. It is deterministic in ``(resoluti
   high), re-centred on its vertex mean like Deng's ParametricFaceModel;
 * bases: smooth random fields (low-frequency cosines on the face oval) with decaying standard deviations,
   orthogonal columns, scaled so that coefficients ~ N(0, 1) are the prior (like Deng's scaled BFM
-  bases); 199 shape, 199 texture, 64 expression modes. Expression modes are localised on the mouth / jaw,
+  bases), the shape modes free of rigid motion and scale (like a PCA of aligned scans); 199 shape,
+  199 texture, 64 expression modes. Expression modes are localised on the mouth / jaw,
   brows and eyes (the first six are jaw-open, smile, brow-raise, eye-close, pucker and frown);
 * albedo: skin tone in [0, 1] with darker brows, reddish lips, eyes and nostrils;
 * landmarks: the vertices nearest (in x, y) to a hand-made 68-point iBUG template (jaw 0-16 along the
@@ -170,6 +171,31 @@ def _random_basis(rng, fields, freq, k, rms, channel_cov):
   return basis.reshape(3 * num_vertices, k)
 
 
+def _similarity_tangents(mean_shape):
+  """(3N, 7) orthonormal: the mean shape's infinitesimal translations (3), rotations (3) and scale."""
+  n = len(mean_shape)
+  translations = [np.tile(axis, n) for axis in np.eye(3)]
+  rotations = [np.cross(axis, mean_shape).reshape(-1) for axis in np.eye(3)]
+  q, _ = np.linalg.qr(np.stack(translations + rotations + [mean_shape.reshape(-1)], 1))
+  return q
+
+
+def _without_similarity(basis, mean_shape):
+  """``basis`` with the mean shape's similarity motions projected out, re-orthogonalised in order.
+
+  The BFM's shape PCA is computed on Procrustes-aligned scans, so its modes hold (almost) no rigid
+  motion or scale; the random smooth fields here would (the constant and linear cosines), letting
+  shape coefficients stand in for pose and hiding pose from the landmark loss. Each column keeps its
+  per-entry RMS.
+  """
+  basis = basis.astype(np.float64)
+  rms = np.sqrt(np.mean(basis ** 2, axis=0))
+  q = _similarity_tangents(mean_shape.astype(np.float64))
+  basis = basis - q @ (q.T @ basis)
+  orthonormal = np.linalg.solve(np.linalg.cholesky(basis.T @ basis), basis.T).T
+  return (orthonormal * (rms * np.sqrt(len(basis)))).astype(np.float32)
+
+
 def _expression_basis(rng, x, y, fields):
   """(3N, 64) expression modes localised on the mouth / jaw, brows and eyes."""
   n = x.size
@@ -221,6 +247,7 @@ def build_synthetic_model(resolution=48, seed=0) -> MorphableModel:
   k_shape = np.arange(NUM_SHAPE)
   shape_basis = _random_basis(np.random.default_rng([seed, 1]), fields, freq, NUM_SHAPE,
                               0.03 / (1.0 + k_shape) ** 0.7, np.diag([1.0, 1.0, 0.6]))
+  shape_basis = _without_similarity(shape_basis, verts)
   colour_cov = np.array([[1.0, 0.9, 0.85], [0.9, 1.0, 0.9], [0.85, 0.9, 1.0]])
   texture_basis = _random_basis(np.random.default_rng([seed, 2]), fields, freq, NUM_TEXTURE,
                                 0.06 / (1.0 + k_shape) ** 0.6, colour_cov)

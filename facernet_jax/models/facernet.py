@@ -1,11 +1,13 @@
 """Mobile-FaceRNet (Sec 3.3, Table 1) and the shared regression head."""
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from facernet_jax.models.coefficients import NUM_COEFFICIENTS
+from facernet_jax.models.coefficients import coefficient_slices
 from facernet_jax.models.layers import ConvBN
 from facernet_jax.models.layers import InvertedResidual
 from facernet_jax.models.layers import ResidualAttention
@@ -53,6 +55,7 @@ class RegressionHead(nn.Module):
   """
   num_outputs: int = NUM_COEFFICIENTS
   dtype: Dtype = jnp.float32
+  output_scales: Sequence[Tuple[str, float]] = ()  # see `output_scale_vector`
 
   @nn.compact
   def __call__(self, x):
@@ -60,7 +63,32 @@ class RegressionHead(nn.Module):
     x = nn.Dense(self.num_outputs, dtype=jnp.float32, param_dtype=jnp.float32, name='coefficients',
                  kernel_init=nn.initializers.variance_scaling(1e-6, 'fan_in', 'truncated_normal'),
                  bias_init=nn.initializers.zeros)(x)
+    if self.output_scales:
+      x = x * output_scale_vector(self.output_scales, self.num_outputs)
     return x
+
+
+def output_scale_vector(output_scales, num_outputs=NUM_COEFFICIENTS):
+  """(num_outputs,) multipliers: 1, except `scale` for every coefficient of each named group.
+
+  Beyond the paper. Adam moves every head weight by about the learning rate per step, so every one
+  of the 495 outputs moves by a similar amount, although the groups need very different precision
+  (pose to ~0.01, shape to ~0.1: docs/training.md). A fixed multiplier per group (e.g.
+  ``(('translation', 0.1),)``) gives that group's output a finer step without changing the model.
+  """
+  if num_outputs != NUM_COEFFICIENTS:
+    raise ValueError(f'output_scales needs the {NUM_COEFFICIENTS} coefficients of Eq 10, '
+                     f'not {num_outputs} outputs')
+  slices = coefficient_slices()
+  scale = np.ones(num_outputs, np.float32)
+  for name, value in output_scales:
+    if name not in slices:
+      raise ValueError(f'output_scales: unknown coefficient group {name!r}; '
+                       f'expected one of {list(slices)}')
+    if not value > 0:
+      raise ValueError(f'output_scales: the scale of {name!r} must be > 0, got {value}')
+    scale[slices[name]] = value
+  return jnp.asarray(scale)
 
 
 class FaceRNet(nn.Module):
@@ -84,6 +112,7 @@ class FaceRNet(nn.Module):
   attention_reduction: int = 2  # each RA trunk maps C -> C // attention_reduction channels
   stem_stride: int = 2
   coord_channels: bool = False  # beyond the paper: (x, y) input channels, see `with_coordinates`
+  output_scales: Sequence[Tuple[str, float]] = ()  # beyond the paper: see `output_scale_vector`
   bn_axis_name: Optional[str] = None
   dtype: Dtype = jnp.float32
 
@@ -114,7 +143,7 @@ class FaceRNet(nn.Module):
                               name=f'decoder_ra{k}', **kw)(x, train)
     last = make_divisible(self.last_channels * max(1.0, self.width))
     x = ConvBN(last, 1, name='last_conv', **kw)(x, train)
-    return RegressionHead(self.num_outputs, self.dtype, name='head')(x)
+    return RegressionHead(self.num_outputs, self.dtype, self.output_scales, name='head')(x)
 
 
 class MobileNetV2(nn.Module):
@@ -122,6 +151,7 @@ class MobileNetV2(nn.Module):
   width: float = 1.0
   num_outputs: int = NUM_COEFFICIENTS
   last_channels: int = 1280
+  output_scales: Sequence[Tuple[str, float]] = ()
   bn_axis_name: Optional[str] = None
   dtype: Dtype = jnp.float32
 
@@ -136,4 +166,4 @@ class MobileNetV2(nn.Module):
         x = InvertedResidual(c, s if j == 0 else 1, t, name=f'layer{i}_{j}', **kw)(x, train)
     last = make_divisible(self.last_channels * max(1.0, self.width))
     x = ConvBN(last, 1, name='last_conv', **kw)(x, train)
-    return RegressionHead(self.num_outputs, self.dtype, name='head')(x)
+    return RegressionHead(self.num_outputs, self.dtype, self.output_scales, name='head')(x)
