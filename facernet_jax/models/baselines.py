@@ -17,7 +17,10 @@ from facernet_jax.models.layers import batch_norm
 Dtype = Any
 
 
-def _max_pool(x):
+def _stem(images, train, kw, dtype):
+  """ResNet / DenseNet stem: normalise, 7x7 ConvBN stride 2 with ReLU, 3x3 max-pool stride 2."""
+  x = normalise(images, dtype)
+  x = ConvBN(64, 7, 2, act=nn.relu, name='stem', **kw)(x, train)
   return nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
 
 
@@ -49,9 +52,7 @@ class ResNet50(nn.Module):
   @nn.compact
   def __call__(self, images, train: bool = False):
     kw = dict(bn_axis_name=self.bn_axis_name, dtype=self.dtype)
-    x = normalise(images, self.dtype)
-    x = ConvBN(64, 7, 2, act=nn.relu, name='stem', **kw)(x, train)
-    x = _max_pool(x)
+    x = _stem(images, train, kw, self.dtype)
     for i, n in enumerate(self.stage_sizes):
       for j in range(n):
         x = Bottleneck(64 * 2**i, 2 if (i > 0 and j == 0) else 1, name=f'stage{i + 1}_{j}', **kw)(x, train)
@@ -86,9 +87,7 @@ class DenseNet121(nn.Module):
   @nn.compact
   def __call__(self, images, train: bool = False):
     kw = dict(bn_axis_name=self.bn_axis_name, dtype=self.dtype)
-    x = normalise(images, self.dtype)
-    x = ConvBN(64, 7, 2, act=nn.relu, name='stem', **kw)(x, train)
-    x = _max_pool(x)
+    x = _stem(images, train, kw, self.dtype)
     for i, n in enumerate(self.block_sizes):
       for j in range(n):
         x = DenseLayer(self.growth, name=f'block{i + 1}_{j}', **kw)(x, train)

@@ -91,6 +91,14 @@ def output_scale_vector(output_scales, num_outputs=NUM_COEFFICIENTS):
   return jnp.asarray(scale)
 
 
+def last_conv_and_head(module, x, train, kw):
+  """Table 1's last two rows for FaceRNet and MobileNetV2: 1x1 ConvBN to 1280 (x width when
+  width > 1), then the regression head; called inside `module`'s compact `__call__`."""
+  last = make_divisible(module.last_channels * max(1.0, module.width))
+  x = ConvBN(last, 1, name='last_conv', **kw)(x, train)
+  return RegressionHead(module.num_outputs, module.dtype, module.output_scales, name='head')(x)
+
+
 class FaceRNet(nn.Module):
   """Mobile-FaceRNet: multiscale features (Sec 3.2) -> MobileNetV2 encoder with an RA module
   after every layer (Table 1, Eq 9) -> decoder (upsample, concatenate skip, RA) ->
@@ -141,9 +149,7 @@ class FaceRNet(nn.Module):
         x = jnp.concatenate([x, skip], axis=-1)
         x = ResidualAttention(self.use_attention, x.shape[-1] // self.attention_reduction,
                               name=f'decoder_ra{k}', **kw)(x, train)
-    last = make_divisible(self.last_channels * max(1.0, self.width))
-    x = ConvBN(last, 1, name='last_conv', **kw)(x, train)
-    return RegressionHead(self.num_outputs, self.dtype, self.output_scales, name='head')(x)
+    return last_conv_and_head(self, x, train, kw)
 
 
 class MobileNetV2(nn.Module):
@@ -164,6 +170,4 @@ class MobileNetV2(nn.Module):
       c = make_divisible(c * self.width)
       for j in range(n):
         x = InvertedResidual(c, s if j == 0 else 1, t, name=f'layer{i}_{j}', **kw)(x, train)
-    last = make_divisible(self.last_channels * max(1.0, self.width))
-    x = ConvBN(last, 1, name='last_conv', **kw)(x, train)
-    return RegressionHead(self.num_outputs, self.dtype, self.output_scales, name='head')(x)
+    return last_conv_and_head(self, x, train, kw)
