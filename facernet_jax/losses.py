@@ -261,6 +261,10 @@ def regularisation_loss(coeffs, weights=None):
   from facernet_jax.models.coefficients import split_coefficients  # pylint: disable=g-import-not-at-top
   if weights is None:
     weights = REG_WEIGHTS
+  unknown = set(weights) - set(REG_WEIGHTS)
+  if unknown:
+    raise ValueError(f'Eq 17 weights: unknown coefficient group(s) {sorted(unknown)}; '
+                     f'expected {sorted(REG_WEIGHTS)}')
   parts = coeffs if isinstance(coeffs, Mapping) else split_coefficients(coeffs)
   total = sum(w * jnp.sum(jnp.square(parts[k]), -1) for k, w in weights.items())
   return jnp.mean(total)

@@ -201,7 +201,8 @@ def compute_loss_terms(batch, coefficients, decoded, error_weights, *, config, n
       'photo': losses.photometric_loss(image, render.image, mask),
       'ssim': losses.ssim_loss(image, render.image, mask, mode=config.get('ssim_mode', 'global')),
       'smooth': losses.smoothness_loss(decoded['vertices'], neighbours),
-      'reg': losses.regularisation_loss(coefficients),
+      'reg': losses.regularisation_loss(coefficients, dict(config.get('reg_weights', None)
+                                                           or losses.REG_WEIGHTS)),
   }
 
 

@@ -195,3 +195,14 @@ def test_total_loss_weights_and_epoch_gate():
   np.testing.assert_allclose(total, 5.0)
   with pytest.raises(ValueError, match='unknown loss terms'):
     losses.total_loss({'lmk': 1.0})
+
+
+def test_regularisation_loss_takes_per_group_weights():
+  rng = np.random.default_rng(3)
+  x = rng.normal(size=(2, 495)).astype(np.float32)
+  weights = {'shape': 0.2, 'expression': 0.1}
+  # Hand-computed: shape is x[:, :199], expression x[:, 398:462] (Eq 10 order); texture unweighted.
+  want = np.mean(0.2 * np.sum(x[:, :199] ** 2, 1) + 0.1 * np.sum(x[:, 398:462] ** 2, 1))
+  np.testing.assert_allclose(losses.regularisation_loss(jnp.asarray(x), weights), want, rtol=1e-5)
+  with pytest.raises(ValueError, match=r"unknown coefficient group\(s\) \['pose'\]"):
+    losses.regularisation_loss(jnp.asarray(x), {'pose': 1.0})
