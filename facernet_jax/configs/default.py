@@ -1,7 +1,7 @@
 """Default config: embedded synthetic face model and dataset, sized for a laptop CPU.
 
 `python -m facernet_jax.train --config=facernet_jax/configs/default.py --workdir=runs/default`
-trains in about 23 minutes on 2 CPU cores and prints its 68-point NME and face-region PSNR on the
+trains in about 20 minutes on 2 CPU cores and prints its 68-point NME and face-region PSNR on the
 synthetic test split against the targets (NME <= 3.5%, PSNR >= 25 dB). It does not reach them yet:
 docs/training.md has the measured curves and the diagnosis.
 Every field can be overridden on the command line, e.g. `--config.batch_size=8`.
