@@ -97,7 +97,7 @@ def _config():
   the parity test compares. (Adam itself runs in the CLI tests.)"""
   config = test_config.get_config()
   config.optimizer = 'sgd'
-  config.learning_rate = 1e-9  # |grad| ~ 1e6 at init with Eq 11's weights.
+  config.learning_rate = 1e-7  # |grad| up to ~1e2 at init: updates ~1e-5, above float32 rounding.
   return config
 
 
@@ -185,11 +185,18 @@ def test_one_device_and_eight_devices_give_the_same_updates(pmap1, pmap8, jit8):
       np.testing.assert_allclose(m['loss'], r['loss'], rtol=2e-5)
       assert m['finite'] == 1.0
     update = flat(state.params) - flat(runner.state0.params)
-    # p + update is rounded to float32: each run may be off by an ulp of p.
-    tol = (1e-3 * np.abs(ref_update) + 1e-3 * np.abs(ref_update).max()
+    # Reduction order differs on 1 and 8 devices, and float32 rounding is amplified where the true
+    # gradient is (near) zero: a bias right before a BatchNorm has none (the next BatchNorm removes
+    # it), and the first layers' gradients pass through several BatchNorm backward passes, each of
+    # which subtracts the batch mean. Measured: global relative L2 difference of the update 9e-4,
+    # single entries up to ~1 % of the largest update. So each entry may be off by 0.1 % of itself,
+    # 2 % of the largest update and an ulp of p (p + update is rounded); a real parity bug (a
+    # missing gradient mean: 8x; per-device BatchNorm statistics) is far outside that.
+    tol = (1e-3 * np.abs(ref_update) + 2e-2 * np.abs(ref_update).max()
            + 2 * np.spacing(np.abs(flat(ref_state.params))))
     bad = np.abs(update - ref_update) > tol
     assert not bad.any(), (np.flatnonzero(bad)[:5], update[bad][:5], ref_update[bad][:5])
+    assert np.linalg.norm(update - ref_update) < 1e-2 * np.linalg.norm(ref_update)
     _assert_trees_close(state.batch_stats, ref_state.batch_stats, rtol=1e-4, atol=1e-5)
     _assert_trees_close(state.landmark_error, ref_state.landmark_error, rtol=1e-5)
     assert int(state.step) == 2 and int(state.data_position) == 2 * GLOBAL_BATCH
