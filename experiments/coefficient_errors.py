@@ -33,7 +33,7 @@ REPORTED = (('rotation', ('pitch', 'yaw', 'roll')), ('translation', ('tx', 'ty',
             ('lighting', ('ambient R', 'SH1 R', 'SH2 R')), ('texture', ('texture 0', 'texture 1')))
 
 
-def predict(config, variables, network, images):
+def predict(variables, network, images):
   """(coefficients, pooled last-conv features) of uint8 images, in batches of 64."""
   @jax.jit
   def run(x):
@@ -67,8 +67,8 @@ def main():
   data_config = synthetic_faces.config_from_dict(train.synthetic_dataset_config(config))
   test = synthetic_faces.generate_examples(data_config, 'test', 0, a.num_images)
   probe_train = synthetic_faces.generate_examples(data_config, 'train', 0, 1024)
-  pred, features = predict(config, variables, network, test['image'])
-  _, probe_features = predict(config, variables, network, probe_train['image'])
+  pred, features = predict(variables, network, test['image'])
+  _, probe_features = predict(variables, network, probe_train['image'])
   truth = test['coefficients']
   slices = models.coefficient_slices()
 

@@ -114,18 +114,16 @@ def main():
     c = net.apply({'params': params, 'batch_stats': batch_stats}, images(x))
     return landmarks_of(c), c
 
-  def split_nme(split):
+  def split_predictions(split):
+    """(landmarks, coefficients) for the first 256 images of a split, in batches of 64."""
     n = min(256, len(split['image']))
     pred = [predict(params, batch_stats, split['image'][i:i + 64]) for i in range(0, n, 64)]
-    return nme(np.concatenate([p[0] for p in pred]), split['landmarks'][:n])
+    return np.concatenate([p[0] for p in pred]), np.concatenate([p[1] for p in pred])
 
-  def pose_errors(split):
+  def pose_errors(split, c):
     """RMS error of the predicted pitch / yaw / roll (degrees) and translation x / y / z."""
-    n = min(256, len(split['image']))
-    c = np.concatenate([predict(params, batch_stats, split['image'][i:i + 64])[1]
-                        for i in range(0, n, 64)])
-    rms = lambda name: np.sqrt(np.mean((c[:, slices[name]] - split['coefficients'][:n, slices[name]])
-                                       ** 2, axis=0))
+    truth = split['coefficients'][:len(c)]
+    rms = lambda name: np.sqrt(np.mean((c[:, slices[name]] - truth[:, slices[name]]) ** 2, axis=0))
     return (' rot_rmse_deg ' + ' '.join(f'{v:.1f}' for v in np.rad2deg(rms('rotation')))
             + ' trans_rmse ' + ' '.join(f'{v:.3f}' for v in rms('translation')))
 
@@ -136,9 +134,12 @@ def main():
     params, batch_stats, opt_state, loss = train_step(
         params, batch_stats, opt_state, train['image'][idx], train['landmarks'][idx])
     if step % 500 == 0 or step == a.steps:
-      print(f'step {step} loss {float(loss):.1f} test_nme {split_nme(test):.2f} '
-            f'train_nme {split_nme(train):.2f}{pose_errors(test)} wall {time.time() - start:.0f}s',
-            flush=True)
+      test_landmarks, test_coefficients = split_predictions(test)
+      train_landmarks, _ = split_predictions(train)
+      print(f'step {step} loss {float(loss):.1f} '
+            f'test_nme {nme(test_landmarks, test["landmarks"][:len(test_landmarks)]):.2f} '
+            f'train_nme {nme(train_landmarks, train["landmarks"][:len(train_landmarks)]):.2f}'
+            f'{pose_errors(test, test_coefficients)} wall {time.time() - start:.0f}s', flush=True)
 
 
 if __name__ == '__main__':

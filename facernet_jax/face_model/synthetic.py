@@ -142,16 +142,19 @@ def _albedo(x, y, p, q):
   return np.clip(col, 0.0, 1.0), skin_mask
 
 
+def _orthonormal_columns(a):
+  """Gram-Schmidt of the columns of ``a`` in order, via Cholesky (QR with a positive R diagonal,
+  much cheaper)."""
+  return np.linalg.solve(np.linalg.cholesky(a.T @ a), a.T).T
+
+
 def _smooth_fields(p, q):
   """Orthonormal (N, 100) low-frequency cosine fields on the oval, ordered by frequency."""
   m, n = np.meshgrid(np.arange(_NUM_COSINES), np.arange(_NUM_COSINES), indexing="ij")
   order = np.argsort(m.ravel() ** 2 + n.ravel() ** 2, kind="stable")
   m, n = m.ravel()[order], n.ravel()[order]
   phi = np.cos(np.pi * m * (p[:, None] + 1) / 2) * np.cos(np.pi * n * (q[:, None] + 1) / 2)
-  # Gram-Schmidt in frequency order via Cholesky (same as QR with a positive R diagonal, much cheaper).
-  chol = np.linalg.cholesky(phi.T @ phi)
-  basis = np.linalg.solve(chol, phi.T).T
-  return basis, np.sqrt(m ** 2 + n ** 2)
+  return _orthonormal_columns(phi), np.sqrt(m ** 2 + n ** 2)
 
 
 def _random_basis(rng, fields, freq, k, rms, channel_cov):
@@ -163,7 +166,7 @@ def _random_basis(rng, fields, freq, k, rms, channel_cov):
   weight = np.kron(1.0 / (1.0 + freq) ** 1.5, np.ones(3))[:, None] * rng.standard_normal((3 * nf, k))
   chol = np.linalg.cholesky(channel_cov)
   weight = (weight.reshape(nf, 3, k).transpose(0, 2, 1) @ chol.T).transpose(0, 2, 1).reshape(3 * nf, k)
-  w = np.linalg.solve(np.linalg.cholesky(weight.T @ weight), weight.T).T  # orthonormal columns, in order
+  w = _orthonormal_columns(weight)
   w = w.reshape(nf, 3, k) * (np.asarray(rms) * np.sqrt(3 * num_vertices))
   basis = np.empty((num_vertices, 3, k), np.float32)
   for c in range(3):
@@ -192,8 +195,7 @@ def _without_similarity(basis, mean_shape):
   rms = np.sqrt(np.mean(basis ** 2, axis=0))
   q = _similarity_tangents(mean_shape.astype(np.float64))
   basis = basis - q @ (q.T @ basis)
-  orthonormal = np.linalg.solve(np.linalg.cholesky(basis.T @ basis), basis.T).T
-  return (orthonormal * (rms * np.sqrt(len(basis)))).astype(np.float32)
+  return (_orthonormal_columns(basis) * (rms * np.sqrt(len(basis)))).astype(np.float32)
 
 
 def _expression_basis(rng, x, y, fields):
