@@ -253,18 +253,26 @@ def smoothness_loss(vertices, neighbours):
   return jnp.mean(jnp.sum(jnp.square(lap), -1))
 
 
+def check_reg_weights(weights):
+  """Eq 17's per-group weights as a dict; unknown groups or negative weights are an error."""
+  weights = dict(weights)
+  unknown = set(weights) - set(REG_WEIGHTS)
+  if unknown:
+    raise ValueError(f'Eq 17 weights: unknown coefficient group(s) {sorted(unknown)}; '
+                     f'expected {sorted(REG_WEIGHTS)}')
+  negative = {k: w for k, w in weights.items() if w < 0}
+  if negative:
+    raise ValueError(f'Eq 17 weights must be >= 0, got {negative}')
+  return weights
+
+
 def regularisation_loss(coeffs, weights=None):
   """Eq 17: w_a ||alpha||^2 + w_b ||beta||^2 + w_d ||delta||^2, batch mean.
 
   `coeffs` is (B, 495) or the dict of `models.split_coefficients`.
   """
   from facernet_jax.models.coefficients import split_coefficients  # pylint: disable=g-import-not-at-top
-  if weights is None:
-    weights = REG_WEIGHTS
-  unknown = set(weights) - set(REG_WEIGHTS)
-  if unknown:
-    raise ValueError(f'Eq 17 weights: unknown coefficient group(s) {sorted(unknown)}; '
-                     f'expected {sorted(REG_WEIGHTS)}')
+  weights = check_reg_weights(REG_WEIGHTS if weights is None else weights)
   parts = coeffs if isinstance(coeffs, Mapping) else split_coefficients(coeffs)
   total = sum(w * jnp.sum(jnp.square(parts[k]), -1) for k, w in weights.items())
   return jnp.mean(total)

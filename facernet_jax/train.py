@@ -184,6 +184,12 @@ def apply_model(params, batch_stats, images, *, network, decoder, train):
   return coefficients, decoded, new_batch_stats
 
 
+def reg_weights(config):
+  """Eq 17's per-group weights: `config.reg_weights`, or the paper's when the config has none."""
+  from facernet_jax import losses  # pylint: disable=g-import-not-at-top
+  return losses.check_reg_weights(config.get('reg_weights', None) or losses.REG_WEIGHTS)
+
+
 def compute_loss_terms(batch, coefficients, decoded, error_weights, *, config, neighbours):
   """The six unweighted terms of Eq 11 for one (per-device) batch; each is a mean over its images,
   so the mean over equal per-device batches equals the global-batch value."""
@@ -201,8 +207,7 @@ def compute_loss_terms(batch, coefficients, decoded, error_weights, *, config, n
       'photo': losses.photometric_loss(image, render.image, mask),
       'ssim': losses.ssim_loss(image, render.image, mask, mode=config.get('ssim_mode', 'global')),
       'smooth': losses.smoothness_loss(decoded['vertices'], neighbours),
-      'reg': losses.regularisation_loss(coefficients, dict(config.get('reg_weights', None)
-                                                           or losses.REG_WEIGHTS)),
+      'reg': losses.regularisation_loss(coefficients, reg_weights(config)),
   }
 
 
@@ -726,8 +731,6 @@ def train_and_evaluate(config, workdir):
   if config.batch_size % jax.device_count():
     raise ValueError(f'batch_size {config.batch_size} is not divisible by the '
                      f'{jax.device_count()} devices')
-  write_config(workdir, config)
-  writer = create_writer(workdir)
   parallel = DataParallel(config)
 
   builders = prepare_datasets(config)
@@ -736,7 +739,10 @@ def train_and_evaluate(config, workdir):
   p_train_step, p_eval_step, tx = make_steps(config, parallel, steps_per_epoch)
   network, decoder = create_networks(config, bn_axis_name=parallel.bn_axis_name)
   host_state = create_train_state(init_rng(config), config, network, decoder, tx)
+  reg_weights(config)  # Checked here so that a bad config stops before the workdir is written.
 
+  write_config(workdir, config)
+  writer = create_writer(workdir)
   manager = checkpoint_manager(workdir, config)
   restored = restore_latest(manager, host_state)
   if restored is not None:

@@ -206,3 +206,5 @@ def test_regularisation_loss_takes_per_group_weights():
   np.testing.assert_allclose(losses.regularisation_loss(jnp.asarray(x), weights), want, rtol=1e-5)
   with pytest.raises(ValueError, match=r"unknown coefficient group\(s\) \['pose'\]"):
     losses.regularisation_loss(jnp.asarray(x), {'pose': 1.0})
+  with pytest.raises(ValueError, match=r"must be >= 0, got \{'shape': -0.2\}"):
+    losses.regularisation_loss(jnp.asarray(x), {'shape': -0.2})

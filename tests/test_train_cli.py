@@ -105,6 +105,18 @@ def test_config_overrides_are_type_checked(env):
   assert proc.returncode != 0 and 'batch_size' in proc.stderr
 
 
+
+@pytest.mark.parametrize('override, message', [
+    ('--config.model.output_scales.rotation=0', "the scale of 'rotation' must be > 0"),
+    ('--config.reg_weights.shape=-1', "Eq 17 weights must be >= 0, got {'shape': -1.0}")])
+def test_bad_config_values_stop_before_the_workdir_is_written(env, override, message):
+  workdir = env['root'] / f'bad_{override.split(".")[-1].split("=")[0]}'
+  proc = subprocess.run(_cli(env, workdir, override), cwd=REPO, env=env['env'],
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-3000:]
+  assert not workdir.exists()  # no config.json, events or checkpoints of a run that never began
+
+
 _WORKER = r'''
 import json, sys
 import numpy as np
