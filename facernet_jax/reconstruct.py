@@ -221,7 +221,11 @@ def make_demo_checkpoint(workdir, config=None, coefficients=None):
             if v.shape == (NUM_COEFFICIENTS,) and 'bias' in jax.tree_util.keystr(p)]
     if len(bias) != 1:
       raise ValueError(f'expected one ({NUM_COEFFICIENTS},) output bias, found {len(bias)}')
-    bias[0][...] = np.asarray(coefficients, np.float32)
+    # The head multiplies its output by the config's fixed output scales; divide them out so the
+    # network outputs exactly `coefficients`.
+    from facernet_jax.models import facernet  # pylint: disable=g-import-not-at-top
+    scales = tuple(sorted(config.model.get('output_scales', {}).items()))
+    bias[0][...] = np.asarray(coefficients, np.float32) / np.asarray(facernet.output_scale_vector(scales))
   dec0 = forward.FaceDecoder(face_model=decoder.face_model, image_size=config.image_size,
                              trainable_bases=config.trainable_bases, raster=None)
   dec_vars = dec0.init(jax.random.PRNGKey(1), jnp.zeros((1, NUM_COEFFICIENTS), jnp.float32))
