@@ -227,8 +227,7 @@ def run_synthetic(rec, num_examples=-1):
     gt_vertices = np.asarray(gt_fn(c_gt))[:len(images)]
     nme = metrics.nme_per_image(dec['landmarks_crop'], data['landmarks'][sl])
     for k in range(len(images)):
-      comp, region = metrics.face_region_composite(images[k], dec['render'][k], dec['alpha'][k])
-      im = metrics.image_metrics(images[k], comp, region)
+      im = metrics.face_region_metrics(images[k], dec['render'][k], dec['alpha'][k])
       dm = metrics.depth_metrics(dec['depth'][k], data['depth'][sl][k], float(cam.focal), float(cam.cx),
                                  float(cam.cy), float(cam.camera_distance))
       init = metrics.similarity_transform(dec['vertices_cam'][k][lm_idx], gt_vertices[k][lm_idx])
@@ -326,10 +325,9 @@ def run_aflw2000(rec, folder, protocol_dir=None, limit=-1):
     for k, it in enumerate(chunk):
       pred = maps[k](dec['landmarks_crop'][k])
       preds.append(pred)
-      comp, region = metrics.face_region_composite(crops[k], dec['render'][k], dec['alpha'][k])
       row = dict(name=it['name'], protocol_row=it['protocol_row'], yaw=it['yaw'],
                  nme=float(metrics.nme_per_image(pred, it['landmarks'])),
-                 **metrics.image_metrics(crops[k], comp, region))
+                 **metrics.face_region_metrics(crops[k], dec['render'][k], dec['alpha'][k]))
       if it['reannotated'] is not None:
         row['nme_reannotated'] = float(metrics.nme_per_image(pred, it['reannotated']))
       rows.append(row)

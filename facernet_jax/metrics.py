@@ -231,6 +231,18 @@ def image_metrics(image, render, mask):
           'ssim': ssim(image, render, mask)}
 
 
+def face_region_metrics(image, render, alpha):
+  """Table 3's l1, psnr and ssim of one reconstruction in its face region (`face_region_composite`).
+
+  A reconstruction that draws nothing scores the worst values (l1 1, PSNR 0 dB, SSIM 0) rather than
+  dropping out of the mean: an empty region is never a free pass.
+  """
+  composite, region = face_region_composite(image, render, alpha)
+  if not region.any():
+    return {'l1': 1.0, 'psnr': 0.0, 'ssim': 0.0}
+  return image_metrics(image, composite, region)
+
+
 # ----------------------------------------------------------------------------- depth and normals (Tables 5-7)
 
 def side(pred_depth, gt_depth, mask=None):

@@ -667,13 +667,10 @@ def evaluate(config, parallel, p_eval_step, state, builders, split, max_batches=
     images = host['image'].astype(np.float32)
     nme = metrics_lib.nme_per_image(out['landmarks'], host['landmarks'])
     for k in np.nonzero(valid)[0]:
-      composite, region = metrics_lib.face_region_composite(images[k], out['render'][k],
-                                                            out['alpha'][k])
+      region = metrics_lib.face_region_metrics(images[k], out['render'][k], out['alpha'][k])
       in_mask = (metrics_lib.psnr(images[k], out['render'][k], host['mask'][k] > 0)
                  if has_mask else 0.0)
-      drawn = region.any()  # nothing drawn scores 0 dB and SSIM 0, never a free pass
-      sums += [nme[k], metrics_lib.psnr(images[k], composite, region) if drawn else 0.0,
-               metrics_lib.ssim(images[k], composite, region) if drawn else 0.0, in_mask, 1.0]
+      sums += [nme[k], region['psnr'], region['ssim'], in_mask, 1.0]
       nmes.append(nme[k])
       if 'yaw' in host:
         yaws.append(host['yaw'][k])

@@ -162,6 +162,26 @@ def test_ssim_matches_skimage_in_face_region():
   assert set(m) == {'l1', 'psnr', 'ssim'} and 0 < m['ssim'] < 1
 
 
+def test_face_region_metrics_composite_by_hand_and_empty_region():
+  a, b, _ = _images(seed=4)
+  alpha = np.zeros(a.shape[:2])
+  alpha[4:12, 5:14] = 1.0
+  alpha[12, 5:14] = 0.3  # drawn faintly: composited, but outside the region
+  comp = a.copy()
+  comp[4:12, 5:14] = b[4:12, 5:14]
+  comp[12, 5:14] = 0.3 * b[12, 5:14] + 0.7 * a[12, 5:14]
+  region = alpha > 0.5
+  m = metrics.face_region_metrics(a, b, alpha)
+  mse = np.mean((a[region] - b[region]) ** 2)
+  assert m['psnr'] == pytest.approx(10 * np.log10(1 / mse))
+  assert m['l1'] == pytest.approx(np.mean(np.abs(a[region] - b[region])))
+  from skimage import metrics as skm
+  _, full = skm.structural_similarity(a, comp, data_range=1.0, channel_axis=-1, gaussian_weights=True,
+                                      sigma=1.5, use_sample_covariance=False, full=True)
+  assert m['ssim'] == pytest.approx(full.mean(axis=-1)[region].mean(), abs=1e-6)
+  assert metrics.face_region_metrics(a, b, np.zeros(a.shape[:2])) == {'l1': 1.0, 'psnr': 0.0, 'ssim': 0.0}
+
+
 # ----------------------------------------------------------------------------- SIDE / MAD
 
 def test_side_hand_made_and_scale_invariance():
