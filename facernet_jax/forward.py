@@ -8,6 +8,7 @@ Training, evaluation, reconstruction and the synthetic dataset all call it.
 from typing import Any, Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -29,11 +30,15 @@ class FaceDecoder(nn.Module):
       ``Camera.for_image_size(image_size)`` (Deng's camera scaled).
     trainable_bases: whether ``FC_shape`` / ``FC_texture`` are trained (Sec 3.3).
     raster: rasteriser settings; None skips rendering (landmark-only use).
+    render_geometry_gradient: whether the render passes gradients to the geometry (shape,
+      expression, pose, FC_shape). False (beyond the paper) lets the photometric terms train only
+      the appearance (texture, lighting, FC_texture); landmarks and vertices keep their gradients.
   """
   face_model: MorphableModel
   image_size: int
   trainable_bases: bool = True
   raster: Optional[Any] = None
+  render_geometry_gradient: bool = True
 
   @property
   def camera(self):
@@ -65,6 +70,9 @@ class FaceDecoder(nn.Module):
     out = dict(vertices=vertices, vertices_cam=vertices_cam, screen=screen, landmarks=landmarks,
                albedo=albedo, normals=normals, colours=colours, rotation=rotation)
     if self.raster is not None:
+      if not self.render_geometry_gradient:
+        screen = jax.lax.stop_gradient(screen)
+        colours = sh_lib.shade(albedo, jax.lax.stop_gradient(normals), parts['lighting'])
       out['render'] = render_lib.render_mesh(screen, jnp.asarray(model.triangles), colours,
                                              self.raster)
     return out

@@ -86,7 +86,8 @@ def create_networks(config, bn_axis_name=None):
   network = models.create_model(config.model.name, bn_axis_name=bn_axis_name, **kwargs)
   decoder = forward.FaceDecoder(face_model=build_face_model(config), image_size=config.image_size,
                                 trainable_bases=config.trainable_bases,
-                                raster=raster_settings(config))
+                                raster=raster_settings(config),
+                                render_geometry_gradient=config.get('render_geometry_gradient', True))
   return network, decoder
 
 

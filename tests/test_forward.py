@@ -175,3 +175,29 @@ def test_render_covers_the_landmark_box(model):
   colours = out['colours'][0][model.triangles[face]]
   pixel = rendered.image[0, SIZE // 2, SIZE // 2]
   assert np.all(pixel >= colours.min(0) - 1e-4) and np.all(pixel <= colours.max(0) + 1e-4)
+
+
+@pytest.mark.parametrize('geometry_gradient', [True, False])
+def test_render_geometry_gradient_switch(model, geometry_gradient):
+  """render_geometry_gradient=False: a loss on the render has no gradient w.r.t. shape, expression or
+  pose, while its lighting and texture gradients still match central finite differences."""
+  settings = render_lib.RasterSettings(image_size=SIZE, mode='hard')
+  decoder = forward.FaceDecoder(face_model=model, image_size=SIZE, trainable_bases=False, raster=settings,
+                                render_geometry_gradient=geometry_gradient)
+  c = jnp.asarray(_random_coefficients(np.random.default_rng(5), 1), jnp.float32)
+  variables = decoder.init(jax.random.PRNGKey(0), c)
+  target = jnp.asarray(np.random.default_rng(6).uniform(0, 1, (1, SIZE, SIZE, 3)), jnp.float32)
+  loss = lambda c: jnp.mean(jnp.square(decoder.apply(variables, c)['render'].image - target))  # noqa: E731
+  g = np.asarray(jax.grad(loss)(c))[0]
+  geometry = np.r_[g[SHAPE], g[EXP], g[ROT], g[TRANS]]
+  if geometry_gradient:
+    assert np.abs(geometry).max() > 0
+  else:
+    assert np.all(geometry == 0)
+  for i in (LIGHT.start, LIGHT.start + 4, TEX.start):
+    eps = 1e-2
+    fd = (float(loss(c.at[0, i].add(eps))) - float(loss(c.at[0, i].add(-eps)))) / (2 * eps)
+    assert g[i] == pytest.approx(fd, rel=2e-2, abs=1e-6)
+  # The decoder's other outputs keep their geometry gradients either way.
+  landmark_grad = jax.grad(lambda c: jnp.sum(decoder.apply(variables, c)['landmarks']))(c)
+  assert np.abs(np.asarray(landmark_grad)[0, ROT]).max() > 0

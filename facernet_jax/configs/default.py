@@ -45,6 +45,9 @@ def get_config():
   config.raster = ml_collections.ConfigDict()
   # Hard mode (z-buffer + differentiable barycentric interpolation) is ~5x faster than soft on CPU.
   config.raster.mode = 'hard'
+  # Whether the photometric terms (Eqs 14-15) pass gradients to the geometry through the render (the
+  # paper's joint training). False: they train only the appearance (docs/training.md).
+  config.render_geometry_gradient = True
 
   # Data: the synthetic faces TFDS dataset, built on first use.
   config.dataset = ml_collections.ConfigDict()

@@ -26,6 +26,7 @@ def get_config():
   # The paper renders with Deng et al.'s renderer [8] (hard rasterisation + interpolation), which
   # 'hard' mode reproduces; 'soft' adds SoftRas silhouette gradients at ~5x the cost.
   config.raster.mode = 'hard'
+  config.render_geometry_gradient = True  # Eq 11 trains everything jointly through the render
 
   config.dataset.name = 'w300lp+celeba68'
   config.dataset.train_split = 'train'
