@@ -279,3 +279,62 @@ def test_output_scales_reject_bad_values(scales, message):
   net = models.create_model('facernet', width=0.25, use_multiscale=False, output_scales=scales)
   with pytest.raises(ValueError, match=message):
     net.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32))
+
+
+def test_appearance_branch_writes_only_texture_and_lighting():
+  """Branch Dense bias 1..226, kernel 0: texture slots (199:398) get 1..199, lighting slots (468:495)
+  get 200..226 times the lighting scale, every other slot 0 (Eq 10 offsets by hand)."""
+  from facernet_jax.models.facernet import AppearanceBranch
+  branch = AppearanceBranch(features=(4,), output_scales=(('lighting', 0.5), ('rotation', 0.1)))
+  images = jnp.full((1, 8, 8, 3), 0.3, jnp.float32)
+  v = branch.init(jax.random.key(0), images)
+  params = jax.tree_util.tree_map(np.asarray, v['params'])
+  params['coefficients'] = {'kernel': np.zeros_like(params['coefficients']['kernel']),
+                            'bias': np.arange(1, 227, dtype=np.float32)}
+  out = np.asarray(branch.apply({'params': params, 'batch_stats': v['batch_stats']}, images))[0]
+  expected = np.zeros(495, np.float32)
+  expected[199:398] = np.arange(1, 200)
+  expected[468:495] = np.arange(200, 227) * 0.5
+  np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
+def test_appearance_branch_adds_to_the_head_and_does_not_touch_geometry():
+  """In FaceRNet the branch's parameters move texture and lighting but have zero gradient from
+  the geometry outputs (shape, expression, pose), and the head's output is unchanged by it."""
+  kw = dict(width=0.25, use_multiscale=False, output_scales=(('lighting', 0.1),))
+  net = models.create_model('facernet', appearance_branch=True, **kw)
+  plain = models.create_model('facernet', **kw)
+  images = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))
+  v = net.init(jax.random.key(0), images)
+  params = jax.tree_util.tree_map(np.asarray, v['params'])
+  bias = np.random.default_rng(0).normal(size=226).astype(np.float32)
+  params['appearance']['coefficients']['bias'] = bias
+  kernel = params['appearance']['coefficients']['kernel']
+  params['appearance']['coefficients']['kernel'] = np.zeros_like(kernel)  # delta = bias exactly
+  branch_off = {k: x for k, x in params.items() if k != 'appearance'}
+  stats_off = {k: x for k, x in v['batch_stats'].items() if k != 'appearance'}
+  with_branch = np.asarray(net.apply({'params': params, 'batch_stats': v['batch_stats']}, images))
+  without = np.asarray(plain.apply({'params': branch_off, 'batch_stats': stats_off}, images))
+  geometry = np.r_[0:199, 398:468]
+  np.testing.assert_array_equal(with_branch[:, geometry], without[:, geometry])
+  delta = with_branch - without
+  np.testing.assert_allclose(delta[:, 199:398], np.broadcast_to(bias[:199], (2, 199)), atol=1e-5)
+  np.testing.assert_allclose(delta[:, 468:495], np.broadcast_to(bias[199:] * 0.1, (2, 27)), atol=1e-5)
+
+  params['appearance']['coefficients']['kernel'] = kernel  # lets gradients reach the convs
+
+  def output_sum(branch_params, index):
+    p = dict(params, appearance=branch_params)
+    return net.apply({'params': p, 'batch_stats': v['batch_stats']}, images)[:, index].sum()
+
+  geometry_grads = jax.grad(output_sum)(params['appearance'], geometry)
+  assert all(np.all(np.asarray(g) == 0) for g in jax.tree_util.tree_leaves(geometry_grads))
+  texture_grads = jax.grad(output_sum)(params['appearance'], np.arange(199, 398))
+  assert np.abs(np.asarray(texture_grads['conv0']['Conv_0']['kernel'])).max() > 0
+
+
+def test_appearance_branch_needs_the_495_outputs():
+  net = models.create_model('facernet', width=0.25, use_multiscale=False, appearance_branch=True,
+                            num_outputs=62)
+  with pytest.raises(ValueError, match='appearance_branch needs the 495'):
+    net.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32))

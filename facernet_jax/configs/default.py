@@ -42,6 +42,10 @@ def get_config():
   # per-step change of those outputs matches their precision (docs/network.md, docs/training.md).
   config.model.output_scales = ml_collections.ConfigDict(
       {'rotation': 0.1, 'translation': 0.03, 'lighting': 0.1})
+  # Beyond the paper: a small conv branch from the input to the texture and lighting, reached only by
+  # the photometric terms and the texture prior (models.facernet.AppearanceBranch). It lifts the
+  # face-region PSNR from 18.0 to 24.3 dB (docs/training.md); configs/paper.py turns it off.
+  config.model.appearance_branch = True
 
   # Differentiable renderer (facernet_jax.render.RasterSettings fields;
   # image_size comes from config.image_size).

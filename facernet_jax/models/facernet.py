@@ -99,6 +99,42 @@ def last_conv_and_head(module, x, train, kw):
   return RegressionHead(module.num_outputs, module.dtype, module.output_scales, name='head')(x)
 
 
+class AppearanceBranch(nn.Module):
+  """Beyond the paper: a small conv branch from the input image to the texture and lighting.
+
+  Three stride-2 3x3 ConvBN layers, then a Dense layer on the flattened (not pooled) map, so that the
+  shading's spatial pattern survives. Its 226 outputs go to the texture and SH lighting slots of
+  Eq 10 (zeros elsewhere, times the head's output scales). Only the photometric terms (Eqs 14-15)
+  and the texture prior of Eq 17 reach it, so the landmark terms, which train the shared trunk,
+  cannot crowd the appearance out (docs/training.md, "Why the PSNR does not move").
+  Starts near zero, like the head.
+  """
+  features: Sequence[int] = (32, 64, 128)
+  output_scales: Sequence[Tuple[str, float]] = ()
+  bn_axis_name: Optional[str] = None
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    for i, c in enumerate(self.features):
+      x = ConvBN(c, 3, 2, name=f'conv{i}', bn_axis_name=self.bn_axis_name, dtype=self.dtype)(x, train)
+    x = x.astype(jnp.float32).reshape(x.shape[0], -1)
+    slices = coefficient_slices()
+    groups = ('texture', 'lighting')
+    sizes = [slices[g].stop - slices[g].start for g in groups]
+    y = nn.Dense(sum(sizes), dtype=jnp.float32, param_dtype=jnp.float32, name='coefficients',
+                 kernel_init=nn.initializers.variance_scaling(1e-6, 'fan_in', 'truncated_normal'),
+                 bias_init=nn.initializers.zeros)(x)
+    out = jnp.zeros((x.shape[0], NUM_COEFFICIENTS), jnp.float32)
+    start = 0
+    for g, n in zip(groups, sizes):
+      out = out.at[:, slices[g]].set(y[:, start:start + n])
+      start += n
+    if self.output_scales:
+      out = out * output_scale_vector(self.output_scales)
+    return out
+
+
 class FaceRNet(nn.Module):
   """Mobile-FaceRNet: multiscale features (Sec 3.2) -> MobileNetV2 encoder with an RA module
   after every layer (Table 1, Eq 9) -> decoder (upsample, concatenate skip, RA) ->
@@ -121,6 +157,7 @@ class FaceRNet(nn.Module):
   stem_stride: int = 2
   coord_channels: bool = False  # beyond the paper: (x, y) input channels, see `with_coordinates`
   output_scales: Sequence[Tuple[str, float]] = ()  # beyond the paper: see `output_scale_vector`
+  appearance_branch: bool = False  # beyond the paper: see `AppearanceBranch`
   bn_axis_name: Optional[str] = None
   dtype: Dtype = jnp.float32
 
@@ -128,6 +165,12 @@ class FaceRNet(nn.Module):
   def __call__(self, images, train: bool = False):
     kw = dict(bn_axis_name=self.bn_axis_name, dtype=self.dtype)
     x = normalise(images, self.dtype)
+    appearance = None
+    if self.appearance_branch:
+      if self.num_outputs != NUM_COEFFICIENTS:
+        raise ValueError(f'appearance_branch needs the {NUM_COEFFICIENTS} coefficients of Eq 10, '
+                         f'not {self.num_outputs} outputs')
+      appearance = AppearanceBranch(output_scales=self.output_scales, name='appearance', **kw)(x, train)
     if self.coord_channels:
       x = with_coordinates(x)
     if self.use_multiscale:
@@ -149,7 +192,8 @@ class FaceRNet(nn.Module):
         x = jnp.concatenate([x, skip], axis=-1)
         x = ResidualAttention(self.use_attention, x.shape[-1] // self.attention_reduction,
                               name=f'decoder_ra{k}', **kw)(x, train)
-    return last_conv_and_head(self, x, train, kw)
+    coefficients = last_conv_and_head(self, x, train, kw)
+    return coefficients if appearance is None else coefficients + appearance
 
 
 class MobileNetV2(nn.Module):
