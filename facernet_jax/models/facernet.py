@@ -6,8 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from facernet_jax.models.coefficients import COEFFICIENT_SIZES
 from facernet_jax.models.coefficients import NUM_COEFFICIENTS
 from facernet_jax.models.coefficients import coefficient_slices
+from facernet_jax.models.coefficients import join_coefficients
 from facernet_jax.models.layers import ConvBN
 from facernet_jax.models.layers import InvertedResidual
 from facernet_jax.models.layers import ResidualAttention
@@ -106,7 +108,7 @@ class AppearanceBranch(nn.Module):
   shading's spatial pattern survives. Its 226 outputs go to the texture and SH lighting slots of
   Eq 10 (zeros elsewhere, times the head's output scales). Only the photometric terms (Eqs 14-15)
   and the texture prior of Eq 17 reach it, so the landmark terms, which train the shared trunk,
-  cannot crowd the appearance out (docs/training.md, "Why the PSNR does not move").
+  cannot crowd the appearance out (docs/training.md, "The appearance branch").
   Starts near zero, like the head.
   """
   features: Sequence[int] = (32, 64, 128)
@@ -119,17 +121,15 @@ class AppearanceBranch(nn.Module):
     for i, c in enumerate(self.features):
       x = ConvBN(c, 3, 2, name=f'conv{i}', bn_axis_name=self.bn_axis_name, dtype=self.dtype)(x, train)
     x = x.astype(jnp.float32).reshape(x.shape[0], -1)
-    slices = coefficient_slices()
-    groups = ('texture', 'lighting')
-    sizes = [slices[g].stop - slices[g].start for g in groups]
-    y = nn.Dense(sum(sizes), dtype=jnp.float32, param_dtype=jnp.float32, name='coefficients',
+    num_texture = COEFFICIENT_SIZES['texture']
+    y = nn.Dense(num_texture + COEFFICIENT_SIZES['lighting'], dtype=jnp.float32,
+                 param_dtype=jnp.float32, name='coefficients',
                  kernel_init=nn.initializers.variance_scaling(1e-6, 'fan_in', 'truncated_normal'),
                  bias_init=nn.initializers.zeros)(x)
-    out = jnp.zeros((x.shape[0], NUM_COEFFICIENTS), jnp.float32)
-    start = 0
-    for g, n in zip(groups, sizes):
-      out = out.at[:, slices[g]].set(y[:, start:start + n])
-      start += n
+    parts = {name: jnp.zeros((x.shape[0], size), jnp.float32)
+             for name, size in COEFFICIENT_SIZES.items()}
+    parts['texture'], parts['lighting'] = y[:, :num_texture], y[:, num_texture:]
+    out = join_coefficients(parts)
     if self.output_scales:
       out = out * output_scale_vector(self.output_scales)
     return out
