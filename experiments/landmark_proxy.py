@@ -3,7 +3,7 @@
 Trains FaceRNet (or plain MobileNetV2) on the synthetic faces with Eq 12 (weight 1e4) + Eq 17 only, no
 rendering, Adam with warm-up + cosine decay, and prints the test and train NME every 500 steps. It
 isolates the regression problem from the photometric terms, so variants can be compared side by side
-in a few minutes (docs/training.md, "Learning speed" and "What is left"):
+in a few minutes (docs/training.md, "Learning speed" and "Beyond the budget"):
 
   python experiments/landmark_proxy.py --steps=1500                       # the default's network
   python experiments/landmark_proxy.py --steps=1500 --coord --lr=1e-2
