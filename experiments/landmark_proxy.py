@@ -35,6 +35,12 @@ from facernet_jax.models.layers import ConvBN  # noqa: E402
 
 # FaceRNet's RA outputs (16, 8, 4, 2 px at 32 px input) and its decoder output, read by SoftArgmaxHead.
 SOFTARGMAX_FEATURES = ('ra1', 'ra2', 'ra3', 'ra4', 'decoder_ra0')
+WARMUP_STEPS = 200
+
+
+def captured_features(state):
+  """The SOFTARGMAX_FEATURES outputs from an apply's 'intermediates' collection, in that order."""
+  return [state['intermediates'][name]['__call__'][0] for name in SOFTARGMAX_FEATURES]
 
 
 class SoftArgmaxHead(nn.Module):
@@ -89,6 +95,10 @@ def main():
   p.add_argument('--fit_coefficients', action='store_true',
                  help='optimise free per-image coefficients instead of a network (a lower bound)')
   a = p.parse_args()
+  if a.steps <= WARMUP_STEPS:
+    p.error(f'--steps={a.steps}: must exceed the {WARMUP_STEPS} warm-up steps')
+  if a.softargmax_head and a.arch != 'facernet':
+    p.error('--softargmax_head needs --arch=facernet')
   print(vars(a), flush=True)
 
   data_config = synthetic_faces.make_config(image_size=a.image_size, model_resolution=a.model_resolution,
@@ -99,7 +109,7 @@ def main():
                         trainable_bases=False, raster=None)
   dec_vars = decoder.init(jax.random.PRNGKey(1), jnp.zeros((1, models.NUM_COEFFICIENTS)))
   landmarks_of = lambda c: decoder.apply(dec_vars, c)['landmarks']
-  schedule = optax.warmup_cosine_decay_schedule(0.0, a.lr, 200, a.steps, 0.01 * a.lr)
+  schedule = optax.warmup_cosine_decay_schedule(0.0, a.lr, WARMUP_STEPS, a.steps, 0.01 * a.lr)
   tx = optax.adam(schedule)
 
   def nme(pred, gt):
@@ -131,8 +141,6 @@ def main():
   scales = dict(kv.split('=') for kv in a.output_scale.split(',') if kv)
   kwargs['output_scales'] = tuple((k, float(v)) for k, v in scales.items())
   net = models.create_model(a.arch, **kwargs)
-  if a.softargmax_head and a.arch != 'facernet':
-    p.error('--softargmax_head needs --arch=facernet')
   head = SoftArgmaxHead(a.image_size, kwargs['output_scales'])
   slices = models.coefficient_slices()
   images = lambda x: jnp.asarray(x, jnp.float32) / 255.0
@@ -147,9 +155,9 @@ def main():
     new = {'net': state['batch_stats']}
     if not a.softargmax_head:
       return c, None, new
-    features = [state['intermediates'][name]['__call__'][0] for name in SOFTARGMAX_FEATURES]
     (points, offset), head_state = head.apply(
-        {'params': params['head'], 'batch_stats': batch_stats['head']}, features, train=train,
+        {'params': params['head'], 'batch_stats': batch_stats['head']}, captured_features(state),
+        train=train,
         mutable=['batch_stats'])
     new['head'] = head_state['batch_stats']
     return c + offset, points, new
@@ -159,8 +167,7 @@ def main():
   params, batch_stats = {'net': variables['params']}, {'net': variables['batch_stats']}
   if a.softargmax_head:
     _, state = net.apply(variables, x0, mutable=['intermediates'], capture_intermediates=capture)
-    head_vars = head.init(jax.random.PRNGKey(a.seed + 2),
-                          [state['intermediates'][n]['__call__'][0] for n in SOFTARGMAX_FEATURES])
+    head_vars = head.init(jax.random.PRNGKey(a.seed + 2), captured_features(state))
     params['head'], batch_stats['head'] = head_vars['params'], head_vars['batch_stats']
   print('parameters', models.count_params(params), flush=True)
   opt_state = tx.init(params)
