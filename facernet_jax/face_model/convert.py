@@ -20,6 +20,7 @@ Then, as when reading ``BFM_model_front.mat``: 0-based indices, texture / 255, m
 import argparse
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -99,10 +100,14 @@ def find_std_exp(index_dir, expression_path):
 def convert_arrays(bfm, exp_pc, exp_ev, front_idx, trim_index, info, num_shape=None, num_texture=None,
                    num_expression=NUM_EXPRESSION):
   """transferBFM09's arithmetic: returns the arrays of a ``BFM_model_front.mat`` (1-based topology)."""
-  shape_pc = np.asarray(bfm["shapePC"], np.float64)
-  tex_pc = np.asarray(bfm["texPC"], np.float64)
+  shape_pc = np.asarray(bfm["shapePC"])  # no float64 copy of the full 160,470-row bases (see rows())
+  tex_pc = np.asarray(bfm["texPC"])
   shape_ev = np.asarray(bfm["shapeEV"], np.float64).reshape(1, -1)
   tex_ev = np.asarray(bfm["texEV"], np.float64).reshape(1, -1)
+  for key, pc in (("shapePC", shape_pc), ("texPC", tex_pc)):
+    if pc.ndim != 2 or pc.shape[0] % 3 or not np.issubdtype(pc.dtype, np.number):
+      raise ModelFormatError(f"01_MorphableModel.mat: {key} must be a numeric (3 * vertices, components) "
+                             f"matrix, got {pc.dtype} {pc.shape}")
   if shape_ev.shape[1] != shape_pc.shape[1]:
     raise ModelFormatError(f"01_MorphableModel.mat: shapeEV has {shape_ev.shape[1]} values but shapePC "
                            f"{shape_pc.shape[1]} columns")
@@ -118,10 +123,6 @@ def convert_arrays(bfm, exp_pc, exp_ev, front_idx, trim_index, info, num_shape=N
   num_shape = num_shape or shape_pc.shape[1]
   num_texture = num_texture or tex_pc.shape[1]
 
-  id_base = (shape_pc * shape_ev / 1e5)[:, :num_shape]  # unify the scale to decimetres
-  ex_base = (exp_pc * exp_ev / 1e5)[:, :num_expression]
-  tex_base = (tex_pc * tex_ev)[:, :num_texture]
-
   index_exp = np.asarray(front_idx).astype(np.int64).reshape(-1) - 1  # into the 53,215 vertices
   trim = np.asarray(trim_index).astype(np.int64).reshape(-1)
   if index_exp.min() < 0 or index_exp.max() >= len(trim):
@@ -133,16 +134,18 @@ def convert_arrays(bfm, exp_pc, exp_ev, front_idx, trim_index, info, num_shape=N
     raise ModelFormatError(f"BFM_exp_idx.mat: trimIndex must lie in [1, {n_bfm}] (the BFM's vertex "
                            f"count), got [{index_shape.min() + 1}, {index_shape.max() + 1}]")
 
-  def rows(basis, index):
-    k = basis.shape[1]
-    return basis.reshape(-1, 3, k)[index].reshape(-1, k)
+  def rows(basis, index, scale, k):
+    """(basis * scale)[vertex rows of index, :k] as float32: picks the kept rows and columns first, so
+    only they are converted to float64 (full-size BFM: 107,127 of 160,470 rows; halves the peak memory)."""
+    picked = basis.reshape(-1, 3, basis.shape[1])[index, :, :k].reshape(-1, k)
+    return (picked.astype(np.float64) * scale[:, :k]).astype(np.float32)
 
   return {
       "meanshape": (np.asarray(bfm["shapeMU"], np.float64).reshape(-1, 3) / 1e5)[index_shape].reshape(1, -1),
       "meantex": np.asarray(bfm["texMU"], np.float64).reshape(-1, 3)[index_shape].reshape(1, -1),
-      "idBase": rows(id_base, index_shape).astype(np.float32),
-      "exBase": rows(ex_base, index_exp).astype(np.float32),
-      "texBase": rows(tex_base, index_shape).astype(np.float32),
+      "idBase": rows(shape_pc, index_shape, shape_ev / 1e5, num_shape),  # unify the scale to decimetres
+      "exBase": rows(np.asarray(exp_pc), index_exp, exp_ev / 1e5, num_expression),
+      "texBase": rows(tex_pc, index_shape, tex_ev, num_texture),
       "tri": info["tri"], "point_buf": info["point_buf"], "keypoints": info["keypoints"],
       "skinmask": info["skinmask"],
   }
@@ -167,6 +170,7 @@ def convert(bfm_path, expression_path, index_dir, num_shape=None, num_texture=No
   exp_ev = np.loadtxt(std_path, dtype=np.float64).reshape(-1)
   bfm = _loadmat(bfm_path, BFM_KEYS)
   arrays = convert_arrays(bfm, exp_pc, exp_ev, front, trim, info, num_shape, num_texture)
+  del bfm, exp_pc  # the full-size inputs (~0.4 GiB) are not needed while the container is built
   return formats.from_deep3d_arrays(arrays, source=bfm_path, name="bfm09-front")
 
 
@@ -183,6 +187,7 @@ def main(argv=None):
   parser.add_argument("--num-shape", type=int, default=None, help="keep this many shape components (all)")
   parser.add_argument("--num-texture", type=int, default=None, help="keep this many texture components (all)")
   args = parser.parse_args(argv)
+  start = time.perf_counter()
   try:
     model = convert(args.bfm, args.expression, args.index_dir, args.num_shape, args.num_texture)
   except (FileNotFoundError, ModelFormatError) as e:
@@ -190,7 +195,8 @@ def main(argv=None):
     return 2
   model.save_npz(args.out)
   print(f"wrote {args.out}: {model.num_vertices} vertices, {model.num_triangles} triangles, "
-        f"{model.num_shape} shape / {model.num_texture} texture / {model.num_expression} expression components")
+        f"{model.num_shape} shape / {model.num_texture} texture / {model.num_expression} expression components; "
+        f"{os.path.getsize(args.out) / 2**20:.1f} MiB in {time.perf_counter() - start:.1f} s")
   return 0
 
 
