@@ -134,17 +134,17 @@ def convert_arrays(bfm, exp_pc, exp_ev, front_idx, trim_index, info, num_shape=N
     raise ModelFormatError(f"BFM_exp_idx.mat: trimIndex must lie in [1, {n_bfm}] (the BFM's vertex "
                            f"count), got [{index_shape.min() + 1}, {index_shape.max() + 1}]")
 
-  def rows(basis, index, scale, k):
-    """(basis * scale)[vertex rows of index, :k] as float32: picks the kept rows and columns first, so
+  def rows(basis, index, ev, k, divisor=1.0):
+    """(basis * ev / divisor)[vertex rows of index, :k] as float32: picks the kept rows and columns first, so
     only they are converted to float64 (full-size BFM: 107,127 of 160,470 rows; halves the peak memory)."""
     picked = basis.reshape(-1, 3, basis.shape[1])[index, :, :k].reshape(-1, k)
-    return (picked.astype(np.float64) * scale[:, :k]).astype(np.float32)
+    return (picked.astype(np.float64) * ev[:, :k] / divisor).astype(np.float32)
 
   return {
       "meanshape": (np.asarray(bfm["shapeMU"], np.float64).reshape(-1, 3) / 1e5)[index_shape].reshape(1, -1),
       "meantex": np.asarray(bfm["texMU"], np.float64).reshape(-1, 3)[index_shape].reshape(1, -1),
-      "idBase": rows(shape_pc, index_shape, shape_ev / 1e5, num_shape),  # unify the scale to decimetres
-      "exBase": rows(np.asarray(exp_pc), index_exp, exp_ev / 1e5, num_expression),
+      "idBase": rows(shape_pc, index_shape, shape_ev, num_shape, 1e5),  # unify the scale to decimetres
+      "exBase": rows(np.asarray(exp_pc), index_exp, exp_ev, num_expression, 1e5),
       "texBase": rows(tex_pc, index_shape, tex_ev, num_texture),
       "tri": info["tri"], "point_buf": info["point_buf"], "keypoints": info["keypoints"],
       "skinmask": info["skinmask"],
