@@ -230,9 +230,10 @@ def cylindrical_uvs(vertices):
 
 def model_uvs(model):
   """UVs for a MorphableModel: the grid for the embedded synthetic model, else a cylindrical unwrap."""
-  m = re.fullmatch(r'synthetic-r(\d+)-s\d+', getattr(model, 'name', '') or '')
-  if m and int(m.group(1)) ** 2 == model.num_vertices:
-    return grid_uvs(int(m.group(1)))
+  m = re.fullmatch(r'synthetic-r(\d+)-s\d+(?:-m(\d+))?', getattr(model, 'name', '') or '')
+  side = m and int(m.group(2) or m.group(1))
+  if m and side ** 2 == model.num_vertices:
+    return grid_uvs(side)
   return cylindrical_uvs(model.mean_shape)
 
 

@@ -4,7 +4,8 @@
   python -m facernet_jax.reconstruct --checkpoint=runs/default/checkpoints/5000 photo.jpg --out=out/ \
       [--faces=faces.json] [--detector=auto|none] [--refine=50] [--batch-size=8]
 
-For each face (`<out>/<stem>[_f<frame>]_face<k>_*`): `mesh.obj` and `mesh.ply` (vertex colours = albedo),
+For each face (`<out>/<stem>[_f<frame>]_face<k>_*`): `mesh.obj` and `mesh.ply` (vertex colours = albedo;
+for the embedded synthetic model the same face on its dense ~150 x 150 mesh unless --mesh=model),
 `textured.obj` + `.mtl` + `.png` (UV texture of the albedo), `landmarks.json` (68 points 2D in photo
 pixels and 3D), `pose.json` (yaw / pitch / roll in degrees, translation, rotation matrix, camera),
 `coefficients.npz`, `overlay.png` (shaded mesh and landmarks over the photo), `depth.png` / `depth.npy`.
@@ -393,12 +394,35 @@ def depth_visualisation(depth):
   return out
 
 
-def write_face(job, coefficients, dec, model, uvs, texture_size, extra=None):
-  """Writes one face's files atomically (all or none). Returns the list of paths."""
+def dense_mesh(config, enabled=True):
+  """``(mesh model, model resolution, mesh UVs)`` of the embedded synthetic model's dense mesh (the
+  same continuous model on a ~150 x 150 grid, face_model.synthetic), or None: a file model (BFM) is
+  dense already, and ``enabled=False`` (``--mesh=model``) writes the model's own vertices."""
+  fm = config.face_model
+  if not enabled or fm.source != 'synthetic':
+    return None
+  from facernet_jax.face_model import synthetic  # pylint: disable=g-import-not-at-top
+  resolution = int(fm.resolution)
+  mesh_model = synthetic.build_synthetic_model(resolution, int(fm.seed), synthetic.dense_resolution(resolution))
+  return mesh_model, resolution, export.model_uvs(mesh_model)
+
+
+def write_face(job, coefficients, dec, model, uvs, texture_size, extra=None, mesh=None):
+  """Writes one face's files atomically (all or none). Returns the list of paths.
+
+  With ``mesh`` (from ``dense_mesh``) the mesh files hold the same face on the dense mesh."""
   from facernet_jax.models import split_coefficients  # pylint: disable=g-import-not-at-top
   from facernet_jax.render import camera as camera_lib  # pylint: disable=g-import-not-at-top
   parts = {k: np.asarray(v) for k, v in split_coefficients(np.asarray(coefficients)).items()}
   vertices, albedo = dec['vertices'], np.clip(dec['albedo'], 0, 1)
+  mesh_vertices, mesh_albedo, triangles = vertices, albedo, model.triangles
+  if mesh is not None:
+    from facernet_jax.face_model import synthetic  # pylint: disable=g-import-not-at-top
+    mesh_model, resolution, uvs = mesh
+    mesh_vertices, mesh_albedo = synthetic.decode_on_mesh(
+        mesh_model, resolution, dec['vertices'], dec['albedo'], parts['shape'], parts['texture'],
+        parts['expression'])
+    mesh_albedo, triangles = np.clip(mesh_albedo, 0, 1), mesh_model.triangles
   lm_crop = dec['landmarks_crop']
   lm_photo = job.to_photo(lm_crop)
   idx = np.asarray(model.landmark_indices)
@@ -407,11 +431,11 @@ def write_face(job, coefficients, dec, model, uvs, texture_size, extra=None):
   s = (job.crop_box[2] - job.crop_box[0])
   p = job.prefix
   with export.StagedFiles() as staged:
-    staged.write_text(p + '_mesh.obj', export.obj_text(vertices, model.triangles, albedo,
+    staged.write_text(p + '_mesh.obj', export.obj_text(mesh_vertices, triangles, mesh_albedo,
                                                        comment=f'facernet_jax face from {job.input_path}'))
-    staged.write_bytes(p + '_mesh.ply', export.ply_bytes(vertices, model.triangles, albedo))
-    export.stage_textured_obj(staged, p + '_textured.obj', vertices, model.triangles, uvs,
-                              export.bake_texture(uvs, albedo, texture_size))
+    staged.write_bytes(p + '_mesh.ply', export.ply_bytes(mesh_vertices, triangles, mesh_albedo))
+    export.stage_textured_obj(staged, p + '_textured.obj', mesh_vertices, triangles, uvs,
+                              export.bake_texture(uvs, mesh_albedo, texture_size))
     staged.write_text(p + '_landmarks.json', export.json_text({
         'input': job.input_path,
         'convention': 'continuous pixels: the image spans [0, W] x [0, H], pixel (i, j) centre at '
@@ -504,6 +528,10 @@ def run(args):
     return 2
   progress(f'model: {rec.config.model.name}, {rec.image_size} px crops, face model {rec.face_model.name} '
            f'({rec.face_model.num_vertices} vertices)')
+  mesh = dense_mesh(rec.config, args.mesh == 'dense')
+  if mesh is not None:
+    progress(f'mesh files: the dense mesh of the same model ({mesh[0].num_vertices} vertices; --mesh=model '
+             f'for the {rec.face_model.num_vertices} the network was trained on)')
   os.makedirs(args.out, exist_ok=True)
   inputs = list_inputs(args.inputs)
   status = {}  # input -> dict
@@ -540,7 +568,7 @@ def run(args):
     for i, job in enumerate(jobs):
       one = {k: v[i] for k, v in dec.items()}
       try:
-        paths = write_face(job, coeffs[i], one, rec.face_model, rec.uvs, args.texture_size, extras[i])
+        paths = write_face(job, coeffs[i], one, rec.face_model, rec.uvs, args.texture_size, extras[i], mesh)
       except (OSError, ValueError) as e:
         fail(job.input_path, f'{job.input_path}: writing outputs failed: {e}')
         continue
@@ -615,6 +643,10 @@ def parse_args(argv):
   p.add_argument('--batch-size', type=int, default=8)
   p.add_argument('--render-size', type=int, default=256, help='render / depth map resolution')
   p.add_argument('--texture-size', type=int, default=256, help='UV texture side in pixels')
+  p.add_argument('--mesh', choices=('dense', 'model'), default='dense',
+                 help='mesh files of the embedded synthetic model: dense (the same model on a ~150 x 150 '
+                      'grid, default) or model (the vertices the network was trained on); BFM models are '
+                      'always written as they are')
   p.add_argument('--refine', type=int, default=0, help='optimise the coefficients for N steps')
   p.add_argument('--refine-lr', type=float, default=0.01, help='Adam learning rate of --refine')
   p.add_argument('--every', type=int, default=1, help='videos: process every N-th frame')

@@ -161,13 +161,17 @@ def test_reconstruct_real_photo_and_bad_inputs(workdir, shared_data, tmp_path, c
   expected = _expected_landmarks_crop()
   np.testing.assert_allclose(lms['landmarks_2d_crop'], expected, atol=1e-3)
   np.testing.assert_allclose(lms['landmarks_2d'], box[:2] + expected * (box[2] - box[0]) / 32, atol=1e-2)
-  # Mesh files parse back with the model's vertex and triangle counts.
+  # Mesh files hold the same face on the dense mesh (the 12 x 12 grid is every 14th row / column of the
+  # 155 x 155 one): at the shared vertices they are the model's mean face (zero shape coefficients).
   from facernet_jax import face_model
   model = face_model.build_synthetic_model(resolution=12, seed=0)
   obj = (out / 'lenna_face0_mesh.obj').read_text().splitlines()
-  assert sum(l.startswith('v ') for l in obj) == 144 and sum(l.startswith('f ') for l in obj) == model.num_triangles
+  verts = np.array([[float(x) for x in l.split()[1:4]] for l in obj if l.startswith('v ')])
+  assert len(verts) == 155 ** 2 and sum(l.startswith('f ') for l in obj) == 2 * 154 ** 2
+  shared = (np.arange(12)[:, None] * 14 * 155 + np.arange(12)[None, :] * 14).ravel()
+  np.testing.assert_allclose(verts[shared], model.mean_shape, atol=2e-6)
   ply = (out / 'lenna_face0_mesh.ply').read_bytes()
-  assert b'element vertex 144' in ply and b'property uchar red' in ply
+  assert b'element vertex 24025' in ply and b'property uchar red' in ply
   tex = cv2.imread(str(out / 'lenna_face0_textured.png'))
   assert tex.shape == (32, 32, 3)
   overlay = cv2.imread(str(out / 'lenna_face0_overlay.png'))
@@ -218,9 +222,12 @@ def test_video_frame_by_frame(workdir, tmp_path):
     writer.write(np.full((48, 64, 3), 40 * k, np.uint8))
   writer.release()
   out = tmp_path / 'out'
-  assert _run(['--workdir', workdir, path, '--out', str(out), '--detector', 'none', '--every', '2']) == 0
+  assert _run(['--workdir', workdir, path, '--out', str(out), '--detector', 'none', '--every', '2',
+               '--mesh', 'model']) == 0
   frames = sorted({p.name.split('_face')[0] for p in out.iterdir() if p.name != 'summary.json'})
   assert frames == ['clip_f000000', 'clip_f000002', 'clip_f000004']
+  # --mesh=model: the 144 vertices the network was trained on.
+  assert b'element vertex 144' in (out / 'clip_f000000_face0_mesh.ply').read_bytes()
   # A file with a video extension that is not a video fails cleanly.
   (tmp_path / 'fake.mp4').write_text('nope')
   assert _run(['--workdir', workdir, str(tmp_path / 'fake.mp4'), '--out', str(tmp_path / 'o2'),

@@ -19,7 +19,10 @@ tests and the synthetic dataset run anywhere. It is deterministic in ``(resoluti
 * landmarks: the vertices nearest (in x, y) to a hand-made 68-point iBUG template (jaw 0-16 along the
   lower face outline, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67; point 0 on the subject's right,
   which is the image's left, -x);
-* skin mask: the oval without eyes, brows, lips and nostrils.
+* skin mask: the oval without eyes, brows, lips and nostrils;
+* dense mesh: all of the above are continuous functions of the (u, v) grid, orthonormalised and scaled
+  on the ``resolution`` grid, so ``mesh_resolution`` samples the same model more finely (equal at the
+  shared vertices): training uses the coarse mesh, ``reconstruct`` writes the dense one.
 """
 import functools
 
