@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from coefficient_errors import predict, ridge_predict  # noqa: E402
+from facernet_jax import input_pipeline  # noqa: E402
 from facernet_jax import losses  # noqa: E402
 from facernet_jax import metrics  # noqa: E402
 from facernet_jax import models  # noqa: E402
@@ -50,7 +51,7 @@ def main():
     raise SystemExit(f'{a.workdir} was trained on {config.dataset.name!r}; this needs the '
                      'synthetic faces, whose examples carry their true coefficients')
   network, decoder = train.create_networks(config)
-  data_config = synthetic_faces.config_from_dict(train.synthetic_dataset_config(config))
+  data_config = synthetic_faces.config_from_dict(input_pipeline.synthetic_dataset_config(config))
   test = synthetic_faces.generate_examples(data_config, 'test', 0, a.num_images)
   probe_train = synthetic_faces.generate_examples(data_config, 'train', 0, 1024)
   pred, features = predict(variables, network, test['image'])

@@ -24,6 +24,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from facernet_jax import input_pipeline  # noqa: E402
 from facernet_jax import metrics  # noqa: E402
 from facernet_jax import models  # noqa: E402
 from facernet_jax import train  # noqa: E402
@@ -64,7 +65,7 @@ def main():
     raise SystemExit(f'{a.workdir} was trained on {config.dataset.name!r}; this needs the '
                      'synthetic faces, whose examples carry their true coefficients')
   network, decoder = train.create_networks(config)
-  data_config = synthetic_faces.config_from_dict(train.synthetic_dataset_config(config))
+  data_config = synthetic_faces.config_from_dict(input_pipeline.synthetic_dataset_config(config))
   test = synthetic_faces.generate_examples(data_config, 'test', 0, a.num_images)
   probe_train = synthetic_faces.generate_examples(data_config, 'train', 0, 1024)
   pred, features = predict(variables, network, test['image'])

@@ -20,10 +20,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from facernet_jax import input_pipeline  # noqa: E402
 from facernet_jax import losses  # noqa: E402
 from facernet_jax import metrics  # noqa: E402
 from facernet_jax import models  # noqa: E402
-from facernet_jax import train  # noqa: E402
 from facernet_jax.configs import default  # noqa: E402
 from facernet_jax.data import synthetic_faces  # noqa: E402
 from facernet_jax.face_model.synthetic import build_synthetic_model  # noqa: E402
@@ -40,7 +40,7 @@ def main():
   p.add_argument('--lr', type=float, default=3e-3)
   a = p.parse_args()
   size = defaults.image_size
-  data_config = synthetic_faces.config_from_dict(train.synthetic_dataset_config(defaults))
+  data_config = synthetic_faces.config_from_dict(input_pipeline.synthetic_dataset_config(defaults))
   test = synthetic_faces.generate_examples(data_config, 'test', 0, 256)
   keep = np.where(np.abs(test['yaw']) > 50)[0][:a.num_images]
   truth = jnp.asarray(test['coefficients'][keep])

@@ -18,6 +18,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from coefficient_errors import predict  # noqa: E402
+from facernet_jax import input_pipeline  # noqa: E402
 from facernet_jax import metrics  # noqa: E402
 from facernet_jax import train  # noqa: E402
 from facernet_jax.data import synthetic_faces  # noqa: E402
@@ -33,7 +34,7 @@ def main():
     raise SystemExit(f'{a.workdir} was trained on {config.dataset.name!r}; this needs the '
                      'synthetic faces, whose train split can be regenerated')
   network, decoder = train.create_networks(config)
-  data_config = synthetic_faces.config_from_dict(train.synthetic_dataset_config(config))
+  data_config = synthetic_faces.config_from_dict(input_pipeline.synthetic_dataset_config(config))
   decode = jax.jit(lambda c: decoder.apply({'params': variables['params']['decoder']}, c))
   print(f'{a.workdir}: first {a.num_images} images of each split')
   for split in ('train', 'test'):

@@ -35,6 +35,9 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from facernet_jax import input_pipeline
+from facernet_jax import train_eval
+
 AXIS = 'batch'
 STATE_KEYS = ('params', 'batch_stats', 'opt_state', 'landmark_error', 'step', 'data_position')
 NUM_LANDMARKS = 68
@@ -528,174 +531,6 @@ def load_for_inference(path):
   return ml_collections.ConfigDict(config_json), variables
 
 
-# ----------------------------------------------------------------------------- data
-
-def synthetic_dataset_config(config):
-  """The synthetic_faces builder config implied by the training config (same face model and size)."""
-  values = dict(config.dataset.get('synthetic', None) or {})
-  implied = {'image_size': config.image_size, 'model_resolution': config.face_model.resolution,
-             'model_seed': config.face_model.seed}
-  for key, value in implied.items():
-    if values.setdefault(key, value) != value:
-      raise ValueError(f'config.dataset.synthetic.{key}={values[key]} does not match the training '
-                       f'config ({value}): the data must come from the same face model and size')
-  return values
-
-
-def dataset_source(config):
-  """A TFDS builder for config.dataset.name ('a+b' concatenates datasets, e.g. 300W-LP + CelebA)."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  data_dir = config.dataset.data_dir or None
-  if config.dataset.name == 'synthetic_faces':
-    from facernet_jax.data import synthetic_faces  # pylint: disable=g-import-not-at-top
-    return [synthetic_faces.prepare_synthetic_faces(data_dir, synthetic_dataset_config(config))]
-  from facernet_jax.data import real  # pylint: disable=g-import-not-at-top,unused-import
-  builders = []
-  for name in config.dataset.name.split('+'):
-    builder = tfds.builder(name, data_dir=data_dir)
-    builder.download_and_prepare()
-    builders.append(builder)
-  return builders
-
-
-def prepare_datasets(config):
-  """dataset_source(config), built by process 0 first so that processes never build concurrently."""
-  if jax.process_count() == 1:
-    return dataset_source(config)
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  builders = dataset_source(config) if jax.process_index() == 0 else None
-  multihost_utils.sync_global_devices('facernet_jax.train:datasets_prepared')
-  return builders if builders is not None else dataset_source(config)
-
-
-def _source_for_split(builders, split, keys):
-  """One builder, or the concatenation of several (only `keys`, images decoded)."""
-  if len(builders) == 1:
-    return builders[0]
-  datasets = [b.as_dataset(split=split, shuffle_files=False).map(
-      lambda ex: {k: ex[k] for k in keys}) for b in builders]
-  out = datasets[0]
-  for ds in datasets[1:]:
-    out = out.concatenate(ds)
-  return out
-
-
-TRAIN_KEYS = ('image', 'landmarks')
-EVAL_KEYS = ('image', 'landmarks', 'yaw', 'mask')
-
-
-def create_iterator(config, builders, split, position=0):
-  """Training batches (local_devices, per_device_batch, ...), resuming at `position` examples."""
-  from facernet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  return pipeline.create_input_pipeline(
-      _source_for_split(builders, split, TRAIN_KEYS), split, config.batch_size,
-      image_size=config.image_size, seed=config.seed, augment=config.dataset.augment,
-      start_position=position, shuffle_buffer=config.dataset.shuffle_buffer,
-      prefetch=config.dataset.prefetch, keys=list(TRAIN_KEYS))
-
-
-def keys_of_split(builders):
-  """The EVAL_KEYS the dataset provides (all sources together: only the training keys)."""
-  features = set(builders[0].info.features.keys()) if len(builders) == 1 else set(TRAIN_KEYS)
-  return [k for k in EVAL_KEYS if k in features]
-
-
-def eval_iterator(config, builders, split):
-  """One padded pass over `split` (a boolean `valid` marks real examples)."""
-  from facernet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  keys = keys_of_split(builders)
-  return pipeline.create_eval_pipeline(
-      _source_for_split(builders, split, keys), split, config.eval_batch_size or config.batch_size,
-      image_size=config.image_size, keys=keys)
-
-
-def split_size(builders, split):
-  return sum(int(b.info.splits[split].num_examples) for b in builders)
-
-
-# ----------------------------------------------------------------------------- summaries
-
-def draw_points(image, points, colour, radius=1):
-  """Draws small squares at `points` (K,2, continuous pixels) on a copy of `image` (H,W,3)."""
-  out = np.array(image, copy=True)
-  h, w = out.shape[:2]
-  for x, y in np.asarray(points):
-    if not (np.isfinite(x) and np.isfinite(y)):
-      continue
-    i, j = int(np.floor(y)), int(np.floor(x))
-    out[max(i - radius, 0):max(min(i + radius + 1, h), 0),
-        max(j - radius, 0):max(min(j + radius + 1, w), 0)] = colour
-  return out
-
-
-def summary_images(images, renders, alphas, pred, gt, scale=4):
-  """Images for TensorBoard: input, render (over the input) and the landmark overlay (red = predicted,
-  green = ground truth), upscaled `scale` times (nearest) so the points are visible."""
-  up = lambda x: np.repeat(np.repeat(x, scale, axis=-3), scale, axis=-2)
-  images = np.clip(np.asarray(images, np.float32), 0, 1)
-  a = np.asarray(alphas, np.float32)[..., None]
-  composite = np.clip(np.asarray(renders) * a + images * (1 - a), 0, 1)
-  overlay = []
-  for k in range(images.shape[0]):
-    o = draw_points(up(images[k]), np.asarray(gt[k]) * scale, (0.0, 1.0, 0.0), radius=1)
-    o = draw_points(o, np.asarray(pred[k]) * scale, (1.0, 0.0, 0.0), radius=1)
-    overlay.append(o)
-  return {'input': up(images), 'render': up(composite), 'overlay': np.stack(overlay)}
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-def evaluate(config, parallel, p_eval_step, state, builders, split, max_batches=-1):
-  """NME (68 points, box-normalised, %), PSNR (dB) and SSIM of the render in the face region.
-
-  Face region: where the reconstruction is drawn (alpha > 0.5), the render composited over the photo
-  elsewhere, as `evaluate.py` and the paper's Table 3 on photos without masks (docs/evaluation.md).
-  NME keeps the geometry honest: a face drawn too small or misplaced fails it. When the split has a
-  face mask (synthetic data), `psnr_mask` also reports the PSNR inside the true face mask, where
-  pixels the render misses count as errors. Means over images, across all processes.
-  """
-  from facernet_jax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-  args = parallel.eval_args(state)
-  has_mask = 'mask' in keys_of_split(builders)
-  sums = np.zeros(5, np.float64)  # nme, psnr, ssim, psnr in the true mask, count
-  nmes, yaws = [], []
-  for i, batch in enumerate(eval_iterator(config, builders, split)):
-    if 0 <= max_batches <= i:
-      break
-    out = parallel.get_output(p_eval_step(*args, parallel.put_batch(_device_batch(batch))))
-    host = jax.tree_util.tree_map(lambda x: np.asarray(x).reshape((-1,) + x.shape[2:]), batch)
-    valid = host['valid'].astype(bool) if 'valid' in host else np.ones(len(host['image']), bool)
-    images = host['image'].astype(np.float32)
-    nme = metrics_lib.nme_per_image(out['landmarks'], host['landmarks'])
-    for k in np.nonzero(valid)[0]:
-      region = metrics_lib.face_region_metrics(images[k], out['render'][k], out['alpha'][k])
-      in_mask = (metrics_lib.psnr(images[k], out['render'][k], host['mask'][k] > 0)
-                 if has_mask else 0.0)
-      sums += [nme[k], region['psnr'], region['ssim'], in_mask, 1.0]
-      nmes.append(nme[k])
-      if 'yaw' in host:
-        yaws.append(host['yaw'][k])
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    sums = np.asarray(multihost_utils.process_allgather(sums)).sum(axis=0)
-  sums = np.asarray(sums, np.float64)
-  count = max(float(sums[4]), 1.0)
-  result = {'nme': 100.0 * float(sums[0]) / count, 'psnr': float(sums[1]) / count,
-            'ssim': float(sums[2]) / count, 'num_images': float(sums[4])}
-  if has_mask:
-    result['psnr_mask'] = float(sums[3]) / count
-  if jax.process_count() == 1 and yaws:
-    table = metrics_lib.nme_table(np.asarray(nmes), np.asarray(yaws))
-    for name, value in zip(('nme_yaw_0_30', 'nme_yaw_30_60', 'nme_yaw_60_90'), table.bin_means):
-      result[name] = 100.0 * float(value)
-  return result
-
-
-def _device_batch(batch):
-  """Only the arrays the eval step needs (strings and extras stay on the host)."""
-  return {'image': batch['image']}
-
-
 # ----------------------------------------------------------------------------- main loop
 
 def write_config(workdir, config):
@@ -731,8 +566,9 @@ def train_and_evaluate(config, workdir):
                      f'{jax.device_count()} devices')
   parallel = DataParallel(config)
 
-  builders = prepare_datasets(config)
-  steps_per_epoch = max(split_size(builders, config.dataset.train_split) // config.batch_size, 1)
+  builders = input_pipeline.prepare_datasets(config)
+  steps_per_epoch = max(
+      input_pipeline.split_size(builders, config.dataset.train_split) // config.batch_size, 1)
   total_steps = num_train_steps(config, steps_per_epoch)
   p_train_step, p_eval_step, tx = make_steps(config, parallel, steps_per_epoch)
   network, decoder = create_networks(config, bn_axis_name=parallel.bn_axis_name)
@@ -748,7 +584,7 @@ def train_and_evaluate(config, workdir):
     _log('resumed from step %d (data position %d)', int(host_state.step),
          int(host_state.data_position))
   start_step = int(host_state.step)
-  train_iter = create_iterator(config, builders, config.dataset.train_split,
+  train_iter = input_pipeline.create_iterator(config, builders, config.dataset.train_split,
                                position=int(host_state.data_position))
   state = parallel.put_state(host_state)
   del host_state
@@ -799,10 +635,10 @@ def train_and_evaluate(config, workdir):
       train_metrics, t_log, step_log = [], now, step
 
     if config.image_every_steps > 0 and (step % config.image_every_steps == 0 or step == total_steps):
-      write_image_summaries(config, parallel, p_eval_step, state, batch, writer, step)
+      train_eval.write_image_summaries(config, parallel, p_eval_step, state, batch, writer, step)
 
     if config.eval_every_steps > 0 and (step % config.eval_every_steps == 0 or step == total_steps):
-      eval_metrics = evaluate(config, parallel, p_eval_step, state, builders,
+      eval_metrics = train_eval.evaluate(config, parallel, p_eval_step, state, builders,
                               config.dataset.eval_split, config.num_eval_batches)
       writer.write_scalars(step, {f'eval/{k}': v for k, v in eval_metrics.items()})
       _log('eval (%s) step %d: NME %.2f%%  PSNR %.2f dB  SSIM %.4f', config.dataset.eval_split,
@@ -818,7 +654,8 @@ def train_and_evaluate(config, workdir):
   final_state = parallel.get_state(state)
   result = {'eval': eval_metrics, 'train_seconds': time.time() - t_start}
   if config.final_test:
-    test = evaluate(config, parallel, p_eval_step, state, builders, config.dataset.test_split, -1)
+    test = train_eval.evaluate(config, parallel, p_eval_step, state, builders,
+                               config.dataset.test_split, -1)
     writer.write_scalars(total_steps, {f'test/{k}': v for k, v in test.items()})
     result['test'] = test
     _log(verdict(config, test))
@@ -852,17 +689,6 @@ def verdict(config, test):
           f'NME {test["nme"]:.2f}% <= {config.target_nme}%: {"PASS" if nme_ok else "FAIL"}; '
           f'PSNR {test["psnr"]:.2f} dB >= {config.target_psnr} dB: '
           f'{"PASS" if psnr_ok else "FAIL"}; SSIM {test["ssim"]:.4f}')
-
-
-def write_image_summaries(config, parallel, p_eval_step, state, batch, writer, step):
-  """Input, render and landmark overlay of the first images of `batch`."""
-  out = parallel.get_output(p_eval_step(*parallel.eval_args(state),
-                                        parallel.put_batch(_device_batch(batch))))
-  n = config.num_summary_images
-  host = jax.tree_util.tree_map(lambda x: np.asarray(x).reshape((-1,) + x.shape[2:]), batch)
-  images = summary_images(host['image'][:n], out['render'][:n], out['alpha'][:n],
-                          out['landmarks'][:n], host['landmarks'][:n])
-  writer.write_images(step, {f'images/{k}': v for k, v in images.items()})
 
 
 def _hms(seconds):

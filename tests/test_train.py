@@ -1,5 +1,5 @@
 """Tests of facernet_jax.train: configs, data parallelism (1 vs 8 devices, pmap vs jit), the
-non-finite guard, the Eq 13 epoch state, checkpoints and load_for_inference, summaries.
+non-finite guard, the Eq 13 epoch state, checkpoints and load_for_inference.
 
 The process-level tests (kill -9 + resume, two processes on loopback) are in test_train_cli.py.
 A tiny network keeps compile time down; compiled steps are shared through module fixtures.
@@ -63,16 +63,6 @@ def test_ablation_on_paper_base_and_bad_variant():
   assert c.batch_size == 4 and c.loss_weights.smooth == 0.0 and c.loss_weights.photo == 100.0
   with pytest.raises(ValueError, match='unknown ablation'):
     ablation.get_config('no_such_thing')
-
-
-def test_synthetic_dataset_config_follows_the_training_config():
-  c = test_config.get_config()
-  values = train.synthetic_dataset_config(c)
-  assert (values['image_size'], values['model_resolution'], values['model_seed']) == (
-      c.image_size, c.face_model.resolution, c.face_model.seed)
-  c.dataset.synthetic.image_size = c.image_size + 1
-  with pytest.raises(ValueError, match='same face model and size'):
-    train.synthetic_dataset_config(c)
 
 
 def test_learning_rate_schedules():
@@ -303,33 +293,6 @@ def test_refuses_to_checkpoint_nonfinite_params(pmap8, tmp_path):
     train.save_checkpoint(manager, host, pmap8.config)
   manager.close()
   assert manager.latest_step() is None
-
-
-# ----------------------------------------------------------------------------- summaries
-
-def test_draw_points_marks_the_pixel_containing_the_point():
-  image = np.zeros((10, 12, 3), np.float32)
-  # Continuous coordinates: (x, y) = (3.7, 6.2) lies in row 6, column 3.
-  out = draw_single = train.draw_points(image, np.array([[3.7, 6.2]]), (1.0, 0.5, 0.0), radius=0)
-  assert np.argwhere(out.any(axis=-1)).tolist() == [[6, 3]]
-  np.testing.assert_array_equal(draw_single[6, 3], [1.0, 0.5, 0.0])
-  out = train.draw_points(image, np.array([[0.2, 0.2], [np.nan, 1.0]]), (1.0, 1.0, 1.0), radius=1)
-  assert np.argwhere(out[..., 0] > 0).tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
-  assert image.max() == 0  # The input is not modified.
-
-
-def test_summary_images_shapes_and_composite():
-  n, s = 2, 8
-  images = np.full((n, s, s, 3), 0.25, np.float32)
-  renders = np.full((n, s, s, 3), 0.75, np.float32)
-  alphas = np.zeros((n, s, s), np.float32)
-  alphas[:, :4] = 1.0
-  pts = np.full((n, 68, 2), 4.0, np.float32)
-  out = train.summary_images(images, renders, alphas, pts, pts, scale=2)
-  assert {k: v.shape for k, v in out.items()} == {k: (n, 2 * s, 2 * s, 3) for k in out}
-  np.testing.assert_allclose(out['render'][:, :8], 0.75)  # Rows 0-3 upscaled x2: the render.
-  np.testing.assert_allclose(out['render'][:, 8:], 0.25)  # Elsewhere the input shows through.
-  np.testing.assert_array_equal(out['overlay'][0, 8, 8], [1.0, 0.0, 0.0])  # Predicted on top.
 
 
 def test_verdict_line():

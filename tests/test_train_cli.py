@@ -20,6 +20,7 @@ import jax
 import numpy as np
 import pytest
 
+from facernet_jax import input_pipeline
 from facernet_jax import train
 from facernet_jax.configs import test as test_config
 
@@ -35,7 +36,7 @@ def env(tmp_path_factory):
   data_dir = root / 'tfds'
   from facernet_jax.data import synthetic_faces  # pylint: disable=g-import-not-at-top
   synthetic_faces.prepare_synthetic_faces(
-      str(data_dir), train.synthetic_dataset_config(test_config.get_config()))
+      str(data_dir), input_pipeline.synthetic_dataset_config(test_config.get_config()))
   e = dict(os.environ)
   e.update({
       'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
