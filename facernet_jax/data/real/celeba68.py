@@ -1,7 +1,8 @@
 """CelebA (Liu et al., ICCV 2015) training faces with user-provided 68-point landmarks.
 
 CelebA ships only 5 landmarks; the 68 points come from a detector the user runs
-(the paper uses one, ref [45]) and are given in a simple CSV file.
+(the paper uses one, ref [45]) and are given in a simple CSV file, which
+`python -m facernet_jax.data.real.make_celeba68` makes with dlib.
 """
 import csv
 import os
@@ -12,9 +13,17 @@ from facernet_jax.data.real import common
 
 LANDMARK_FILE = 'celeba_68.csv'
 
+IMAGE_DIRS = ('img_align_celeba', os.path.join('Img', 'img_align_celeba'))
+
 _INSTRUCTIONS = f"""\
 Download CelebA's aligned images (https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html,
-Img/img_align_celeba.zip), unzip, detect 68 landmarks with your detector and write:
+Img/img_align_celeba.zip) and Anno/list_landmarks_align_celeba.txt, unzip, and make
+the 68-point file with dlib (docs/data_and_losses.md):
+
+  pip install 'facernet_jax[prepare]'
+  python -m facernet_jax.data.real.make_celeba68 --celeba-dir <manual_dir>
+
+which gives (the release's Img/img_align_celeba/ works too)
 
   <manual_dir>/img_align_celeba/000001.jpg ...
   <manual_dir>/{LANDMARK_FILE}
@@ -25,6 +34,11 @@ filename is relative to img_align_celeba/; coordinates are 0-based pixel indices
 in iBUG 68-point order (as dlib / face_alignment / OpenCV report them; the
 loader adds 0.5 to get continuous pixels). Images without a row are not used.
 """
+
+
+def find_image_dir(root):
+  """root/img_align_celeba or root/Img/img_align_celeba (the release's layout); None if neither."""
+  return next((os.path.join(root, d) for d in IMAGE_DIRS if os.path.isdir(os.path.join(root, d))), None)
 
 
 def read_landmark_csv(path):
@@ -58,10 +72,11 @@ class Celeba68(common.RealFacesBuilder):
 
   def _split_generators(self, dl_manager):
     manual = self._manual_root(dl_manager)
-    images = os.path.join(manual, 'img_align_celeba')
+    images = find_image_dir(manual)
     csv_path = os.path.join(manual, LANDMARK_FILE)
-    if not os.path.isdir(images):
-      raise self._layout_error(manual, f'image folder {images} not found')
+    if images is None:
+      raise self._layout_error(manual, f'image folder {os.path.join(manual, IMAGE_DIRS[0])} '
+                               f'(or {os.path.join(manual, IMAGE_DIRS[1])}) not found')
     if not os.path.exists(csv_path):
       raise self._layout_error(manual, f'landmark file {csv_path} not found')
     try:
