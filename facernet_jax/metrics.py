@@ -16,8 +16,6 @@ import numpy as np
 from scipy import ndimage
 from scipy import spatial
 
-from facernet_jax import export
-
 YAW_BINS = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
 YAW_BIN_NAMES = ('[0, 30]', '(30, 60]', '(60, 90]')
 
@@ -137,33 +135,6 @@ def ced_auc(errors, max_error):
   """Area under the CED curve up to max_error, normalised to [0, 1] (exact, not sampled)."""
   e = np.clip(np.asarray(errors, np.float64).reshape(-1), 0.0, max_error)
   return float(np.mean(1.0 - e / max_error))
-
-
-atomic_write_bytes = export.atomic_write_bytes
-
-
-def plot_ced(curves, path, max_error=0.1, title='CED', xlabel='NME (%)'):
-  """Saves CED curves as a PNG. curves: dict name -> per-image errors (fractions; shown in percent)."""
-  import io  # pylint: disable=g-import-not-at-top
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  from matplotlib import figure  # pylint: disable=g-import-not-at-top
-  fig = figure.Figure(figsize=(5, 4), dpi=100)
-  ax = fig.add_subplot(1, 1, 1)
-  for name, errors in curves.items():
-    t, f = ced_curve(errors, max_error)
-    ax.plot(100 * t, 100 * f, label=f'{name} (AUC {100 * ced_auc(errors, max_error):.1f})')
-  ax.set_xlim(0, 100 * max_error)
-  ax.set_ylim(0, 100)
-  ax.set_xlabel(xlabel)
-  ax.set_ylabel('images (%)')
-  ax.set_title(title)
-  ax.grid(True, alpha=0.3)
-  ax.legend(loc='lower right', fontsize=8)
-  buf = io.BytesIO()
-  fig.savefig(buf, format='png')
-  atomic_write_bytes(path, buf.getvalue())
-  return path
 
 
 # ----------------------------------------------------------------------------- image metrics (Table 3)
@@ -369,6 +340,3 @@ def dense_nme(pred_vertices, gt_vertices, iterations=30, scale=True, init=None, 
   dist, _ = spatial.cKDTree(aligned).query(gt)
   d = landmark_box_size(gt[:, :2]) if normaliser is None else normaliser
   return float(dist.mean() / d)
-
-
-write_json = export.write_json

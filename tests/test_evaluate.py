@@ -3,9 +3,11 @@ import json
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
+from facernet_jax import benchmark_outputs
 from facernet_jax import evaluate
 
 
@@ -255,5 +257,13 @@ def test_every_npy_input_gets_a_clear_error(tmp_path, make, what, message):
   make(bad)
   kinds = 'iu' if what == '--lfpa-points' else 'fiu'
   with pytest.raises(evaluate.InputError) as e:
-    evaluate._read_npy(bad, what, kinds, 'integer vertex indices')  # pylint: disable=protected-access
+    evaluate.read_npy(bad, what, kinds, 'integer vertex indices')
   assert message in str(e.value) and what in str(e.value) and 'bad.npy' in str(e.value)
+
+
+def test_plot_ced_writes_png(tmp_path):
+  path = tmp_path / 'ced.png'
+  benchmark_outputs.plot_ced({'a': [0.01, 0.03], 'b': [0.02, 0.04]}, path)
+  assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+  assert cv2.imread(str(path)).shape == (400, 500, 3)  # figsize (5, 4) at 100 dpi
+  assert not [p for p in tmp_path.iterdir() if p.name.startswith('.tmp-')]

