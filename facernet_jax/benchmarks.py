@@ -17,6 +17,7 @@ from facernet_jax import forward
 from facernet_jax import metrics
 from facernet_jax.data import image_io
 from facernet_jax.data import synthetic_faces
+from facernet_jax.data.real import aflw_lfpa
 from facernet_jax.data.real import common
 from facernet_jax.nme_protocol import InputError
 from facernet_jax.render import camera as camera_lib
@@ -167,9 +168,10 @@ def run_aflw2000(rec, folder, protocol_dir=None, limit=-1):
 def run_lfpa(rec, folder, vertex_indices, limit=-1):
   """AFLW-LFPA (34 points, visibility-masked NME): needs the 34 landmark vertices of the face model."""
   idx = np.asarray(vertex_indices).reshape(-1)
-  if idx.shape != (34,) or idx.min() < 0 or idx.max() >= rec.face_model.num_vertices:
+  if idx.shape != (34,) or idx.min() < -1 or idx.max() >= rec.face_model.num_vertices or idx.max() < 0:
     raise InputError(f'--lfpa-points must hold 34 vertex indices of the face model '
-                     f'(0..{rec.face_model.num_vertices - 1}), got shape {idx.shape}')
+                     f'(0..{rec.face_model.num_vertices - 1}, -1 = not on the model; see '
+                     f'`python -m facernet_jax.data.real.lfpa_points`), got shape {idx.shape}')
   root = os.path.join(folder, 'test') if os.path.isdir(os.path.join(folder, 'test')) else folder
   mats = sorted(glob.glob(os.path.join(root, '*.mat')))[:None if limit < 0 else limit]
   if not mats:
@@ -181,23 +183,22 @@ def run_lfpa(rec, folder, vertex_indices, limit=-1):
     for mat in mats[sl]:
       jpg = next((mat[:-4] + e for e in ('.jpg', '.png', '.jpeg') if os.path.exists(mat[:-4] + e)), None)
       try:
-        m = common.read_mat(mat)
-        pts = common.matlab_points(m['pt2d'], 34)
-        vis = np.ravel(m['visibility']).astype(bool) if 'visibility' in m else np.ones(34, bool)
+        pts, vis, yaw = aflw_lfpa.read_annotation(common.read_mat(mat))  # the builder's reading
         image = image_io.read_image(jpg or mat[:-4] + '.jpg')
       except Exception as e:  # pylint: disable=broad-except
         progress(f'warning: skipping {mat}: {e}')
         continue
-      yaw = float(np.ravel(m['yaw'])[0]) if 'yaw' in m else np.nan
       items.append((mat, image, pts, vis, yaw, detect.crop_box_from_landmarks(pts[vis] if vis.any() else pts)))
     if not items:
       continue
     crops, maps = zip(*[detect.crop(it[1], it[5], rec.image_size) for it in items])
     dec = rec.decode(rec.regress(np.stack(crops)))
-    screen = np.asarray(camera_lib.project(dec['vertices_cam'][:, idx], cam))[..., :2]
+    screen = np.asarray(camera_lib.project(dec['vertices_cam'][:, np.maximum(idx, 0)], cam))[..., :2]
     screen = screen * (rec.image_size / rec.render_size)
     for k, it in enumerate(items):
       pred = maps[k](screen[k])
+      # Points without a model vertex (-1 in --lfpa-points) are not scored; d stays the visible GT box.
       rows.append(dict(name=os.path.basename(it[0]), yaw=it[4],
-                       nme=float(metrics.nme_per_image(pred, it[2], visible=it[3]))))
+                       nme=float(metrics.nme_per_image(pred, it[2], visible=it[3] & (idx >= 0),
+                                                       normaliser=metrics.landmark_box_size(it[2], it[3])))))
   return summarise('aflw_lfpa', rows)
