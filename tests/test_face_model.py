@@ -1,5 +1,6 @@
 """Morphable-model container, synthetic model, file formats, converter CLI and 3DMM layer tests."""
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -289,6 +290,8 @@ def test_converter_cli_subprocess_and_errors(tmp_path, capsys):
                      capture_output=True, text=True, env=env, cwd=repo, timeout=120)
   assert r.returncode == 0, r.stderr
   assert out.exists() and "4 vertices" in r.stdout
+  size_mib = float(re.search(r"; ([0-9.]+) MiB in [0-9.]+ s", r.stdout).group(1))  # size and time printed
+  assert size_mib == pytest.approx(os.path.getsize(out) / 2**20, abs=0.05)
   # A missing std_exp.txt is named, with where it was looked for.
   os.remove(files["idx_dir"] / "std_exp.txt")
   assert convert.main(_cli_args(tmp_path, files, tmp_path / "x.npz")) == 2

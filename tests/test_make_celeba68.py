@@ -116,9 +116,9 @@ def test_maker_writes_what_the_reader_reads(celeba, capsys):
   kept = np.arange(136).reshape(68, 2) % 50 + 60
   with open(str(out) + '.partial', 'w', newline='') as f:
     csv.writer(f).writerow(['000008.jpg', 'ok', 'five_points'] + [str(v) for v in kept.reshape(-1)])
-    f.write('000001.jpg,ok,five_points,12,3')
+    f.write('000002.jpg,ok,five_points,12,3\n000001.jpg')
   assert mk.main(args) == 0
-  assert 'resuming: 1 of 8' in capsys.readouterr().err
+  assert 'resuming: 1 of 8' in capsys.readouterr().err  # the two cut-off lines were not counted
   assert not os.path.exists(str(out) + '.partial')
   rows = celeba68.read_landmark_csv(out)
   names = [n for n, _ in rows]

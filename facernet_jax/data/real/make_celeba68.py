@@ -165,7 +165,7 @@ def _read_partial(path, known):
     return done
   with open(path, newline='') as f:
     for row in csv.reader(f):
-      if not row or row[0] not in known:
+      if len(row) < 2 or row[0] not in known:
         continue
       if row[1] == 'ok' and len(row) == 3 + 136:
         try:
@@ -273,6 +273,8 @@ def main(argv=None):
   try:
     if not os.path.isdir(args.celeba_dir):
       raise PrepareError(f'--celeba-dir {args.celeba_dir} is not a folder')
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+      raise PrepareError(f'the folder of --out {out} does not exist')
     if os.path.exists(out) and not args.overwrite:
       raise PrepareError(f'{out} exists; pass --overwrite to make it again')
     predictor = args.predictor or default_predictor()
