@@ -66,7 +66,8 @@ def run_child(setting, args):
       env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') + ' ' + ONE_THREAD_FLAGS).strip()
   cmd = [sys.executable, os.path.abspath(__file__), '--child', setting,
          '--sizes', *map(str, args.sizes), '--batches', *map(str, args.batches),
-         '--models', *args.models, '--min-time', str(args.min_time)]
+         '--models', *args.models, '--min-time', str(args.min_time),
+         '--depthwise', *args.depthwise]
   pre = ['taskset', '-c', '0'] if setting == 'cpu-1-thread' and _has_taskset() else []
   out = subprocess.run(pre + cmd, env=env, capture_output=True, text=True)
   if out.returncode != 0:
@@ -106,6 +107,8 @@ def main(argv=None):
   parser.add_argument('--batches', type=int, nargs='+', default=[1, 32])
   parser.add_argument('--settings', nargs='+', default=['cpu-1-thread', 'cpu-all-threads', 'gpu'])
   parser.add_argument('--min-time', type=float, default=1.0, help='seconds of timed calls per case')
+  parser.add_argument('--depthwise', nargs='+', default=['auto'], choices=['auto', 'conv', 'shifted'],
+                      help='depthwise conv implementations to time (config.model.depthwise)')
   parser.add_argument('--child', default=None, help=argparse.SUPPRESS)
   parser.add_argument('--json', default=None, help='also write the rows here')
   args = parser.parse_args(argv)
@@ -113,7 +116,9 @@ def main(argv=None):
   if args.child:
     for m in args.models:
       name, kw = MODEL_KWARGS[m]
-      time_model(name, kw, args.sizes, args.batches, args.min_time)
+      for depthwise in args.depthwise:
+        extra = {} if name in ('resnet50', 'densenet121') else {'depthwise': depthwise}
+        time_model(name, dict(kw, **extra), args.sizes, args.batches, args.min_time)
     return
 
   rows = []

@@ -1,4 +1,7 @@
 """Tests for facernet_jax.models against independent references (formulas, numpy, gradients)."""
+import re
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -338,3 +341,81 @@ def test_appearance_branch_needs_the_495_outputs():
                             num_outputs=62)
   with pytest.raises(ValueError, match='appearance_branch needs the 495'):
     net.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32))
+
+
+# --- depthwise implementations, static upsample, ReLU6 as one clamp -------------------------
+
+def _lax_depthwise(x, k, stride, padding, dilation):
+  return jax.lax.conv_general_dilated(x, k, (stride, stride), padding, rhs_dilation=(dilation,) * 2,
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                      feature_group_count=x.shape[-1])
+
+
+@pytest.mark.parametrize('size,stride,padding,dilation', [
+    (8, 1, ((1, 1), (1, 1)), 1), (8, 2, ((1, 1), (1, 1)), 1), (7, 2, ((1, 1), (1, 1)), 1),
+    (9, 1, ((3, 3), (3, 3)), 3), (7, 2, 'SAME', 1), (7, 1, 'VALID', 1)])
+def test_shifted_depthwise_equals_grouped_conv_forward_and_gradients(size, stride, padding, dilation):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, size, size, 5)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(3, 3, 1, 5)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(5,)), jnp.float32)
+  ref = _lax_depthwise(x, k, stride, padding, dilation)
+  out = layers.shifted_depthwise_conv(x, k, (stride, stride), padding, rhs_dilation=(dilation,) * 2,
+                                      feature_group_count=5)
+  assert out.shape == ref.shape
+  np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+  def loss(fn):  # a non-uniform cotangent, so every tap's gradient is distinct
+    return lambda x, k: jnp.sum(jnp.sin(fn(x, k)) * w)
+
+  g_ref = jax.grad(loss(lambda x, k: _lax_depthwise(x, k, stride, padding, dilation)), (0, 1))(x, k)
+  g = jax.grad(loss(lambda x, k: layers.shifted_depthwise_conv(
+      x, k, (stride, stride), padding, rhs_dilation=(dilation,) * 2, feature_group_count=5)), (0, 1))(x, k)
+  for a, b in zip(g, g_ref):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_shifted_depthwise_rejects_a_dense_kernel():
+  with pytest.raises(ValueError, match='depthwise kernel'):
+    layers.shifted_depthwise_conv(jnp.zeros((1, 4, 4, 4)), jnp.zeros((3, 3, 4, 4)), (1, 1),
+                                  ((1, 1), (1, 1)), feature_group_count=1)
+
+
+def test_depthwise_flag_keeps_parameters_and_outputs():
+  """'conv' and 'shifted' networks have the same parameter tree and (to float32 rounding) outputs,
+  and in train mode the same batch statistics; 'auto' is 'shifted' on this CPU backend."""
+  kw = dict(width=0.25, use_multiscale=False)
+  nets = {d: models.create_model('facernet', depthwise=d, **kw) for d in ('conv', 'shifted', 'auto')}
+  images = jax.random.uniform(jax.random.key(0), (2, 40, 40, 3))
+  shapes = {d: jax.eval_shape(lambda n=n: n.init(jax.random.key(0), images)) for d, n in nets.items()}
+  assert jax.tree.structure(shapes['conv']) == jax.tree.structure(shapes['shifted'])
+  assert jax.tree.map(lambda s: s.shape, shapes['conv']) == jax.tree.map(lambda s: s.shape, shapes['shifted'])
+  variables = _host_variables(nets['conv'], 40)
+  outs = {d: jax.jit(lambda v, x, n=n: n.apply(v, x, train=True, mutable=['batch_stats']))(variables, images)
+          for d, n in nets.items()}
+  np.testing.assert_allclose(outs['shifted'][0], outs['conv'][0], rtol=1e-4, atol=1e-4)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               outs['shifted'][1], outs['conv'][1])
+  def group_counts(net):
+    hlo = jax.jit(lambda v, x: net.apply(v, x)).lower(variables, images).as_text()
+    return {int(n) for n in re.findall(r'feature_group_count = (\d+)', hlo)}
+
+  assert group_counts(nets['auto']) == {1}  # no grouped convolution left on CPU
+  assert max(group_counts(nets['conv'])) > 1
+  with pytest.raises(ValueError, match="depthwise must be one of"):
+    models.create_model('resnet50', depthwise='fast')
+
+
+@pytest.mark.parametrize('shape,out', [((2, 2, 2, 3), (4, 4)), ((1, 4, 3, 2), (8, 6)),
+                                       ((1, 4, 4, 1), (7, 7)), ((3, 5, 3, 2), (13, 4)), ((1, 6, 6, 1), (3, 4))])
+def test_nearest_upsample_is_bit_identical_to_image_resize(shape, out):
+  x = jax.random.normal(jax.random.key(3), shape)
+  ref = jax.image.resize(x, (shape[0], *out, shape[3]), 'nearest')
+  np.testing.assert_array_equal(layers.nearest_upsample(x, *out), ref)
+
+
+def test_relu6_as_one_clamp_equals_flax_relu6():
+  x = jnp.asarray([-3.0, -0.0, 0.0, 1e-7, 2.5, 6.0, 6.5, 1e9], jnp.float32)
+  np.testing.assert_array_equal(layers.relu6(x), np.clip(np.asarray(x), 0, 6))
+  np.testing.assert_array_equal(jax.vmap(jax.grad(layers.relu6))(x), jax.vmap(jax.grad(nn.relu6))(x))
+  assert 'clamp' in str(jax.make_jaxpr(layers.relu6)(x)) and 'max' not in str(jax.make_jaxpr(layers.relu6)(x))

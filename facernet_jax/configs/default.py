@@ -46,6 +46,10 @@ def get_config():
   # the photometric terms and the texture prior (models.facernet.AppearanceBranch). It lifts the
   # face-region PSNR from 18.0 to 24.3 dB (docs/training.md); configs/paper.py turns it off.
   config.model.appearance_branch = True
+  # How depthwise 3x3 convs run: 'conv' (lax grouped conv), 'shifted' (9 shifted multiply-adds,
+  # 3-9x faster on XLA:CPU, same parameters) or 'auto' ('shifted' on CPU, 'conv' on GPU / TPU).
+  # Only speed differs (docs/network.md, "Inference speed"); checkpoints load either way.
+  config.model.depthwise = 'auto'
 
   # Differentiable renderer (facernet_jax.render.RasterSettings fields;
   # image_size comes from config.image_size).

@@ -21,6 +21,7 @@ def get_config():
   config.model.coord_channels = False  # the paper's network has no coordinate channels
   config.model.output_scales = ml_collections.ConfigDict()  # the paper's head has no output scales
   config.model.appearance_branch = False  # the paper regresses all 495 numbers from one trunk
+  config.model.depthwise = 'auto'  # implementation only (same numbers): see configs/default.py
   config.reg_weights = ml_collections.ConfigDict(
       {'shape': 2e-5, 'texture': 2e-2, 'expression': 4e-4})  # Eq 17 as published
   config.trainable_bases = True

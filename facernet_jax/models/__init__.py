@@ -15,6 +15,7 @@ from facernet_jax.models.facernet import FaceRNet
 from facernet_jax.models.facernet import MobileNetV2
 from facernet_jax.models.layers import InvertedResidual
 from facernet_jax.models.layers import ResidualAttention
+from facernet_jax.models.layers import resolve_depthwise
 from facernet_jax.models.multiscale import FeatureExtraction
 from facernet_jax.models.multiscale import MultiscaleFusion
 
@@ -30,12 +31,18 @@ def create_model(name, **kwargs):
   """Builds a model by name: 'facernet' | 'mobilenetv2' | 'resnet50' | 'densenet121'.
 
   kwargs are module fields (e.g. use_attention, use_multiscale, use_decoder, width, dilation,
-  num_outputs, bn_axis_name, dtype); `image_size` is accepted and ignored (the networks are
-  fully convolutional) so a config can pass it through.
+  num_outputs, depthwise, bn_axis_name, dtype); `image_size` is accepted and ignored (the networks
+  are fully convolutional) so a config can pass it through. `depthwise` ('auto' | 'conv' |
+  'shifted', see layers.resolve_depthwise) is checked for every model and ignored by the ones
+  without depthwise convs (ResNet50, DenseNet-121).
   """
   if name not in MODELS:
     raise ValueError(f'unknown model {name!r}; choose one of {sorted(MODELS)}')
   kwargs.pop('image_size', None)
+  if 'depthwise' in kwargs:
+    resolve_depthwise(kwargs['depthwise'])  # raises on an unknown value
+    if 'depthwise' not in MODELS[name].__dataclass_fields__:
+      kwargs.pop('depthwise')
   return MODELS[name](**kwargs)
 
 

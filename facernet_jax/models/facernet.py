@@ -2,7 +2,6 @@
 from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -14,6 +13,7 @@ from facernet_jax.models.layers import ConvBN
 from facernet_jax.models.layers import InvertedResidual
 from facernet_jax.models.layers import ResidualAttention
 from facernet_jax.models.layers import make_divisible
+from facernet_jax.models.layers import nearest_upsample
 from facernet_jax.models.multiscale import FeatureExtraction
 
 Dtype = Any
@@ -158,12 +158,14 @@ class FaceRNet(nn.Module):
   coord_channels: bool = False  # beyond the paper: (x, y) input channels, see `with_coordinates`
   output_scales: Sequence[Tuple[str, float]] = ()  # beyond the paper: see `output_scale_vector`
   appearance_branch: bool = False  # beyond the paper: see `AppearanceBranch`
+  depthwise: str = 'auto'  # depthwise conv implementation: 'conv' | 'shifted' | 'auto' (layers.ConvBN)
   bn_axis_name: Optional[str] = None
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, images, train: bool = False):
     kw = dict(bn_axis_name=self.bn_axis_name, dtype=self.dtype)
+    dw = dict(kw, depthwise=self.depthwise)
     x = normalise(images, self.dtype)
     appearance = None
     if self.appearance_branch:
@@ -180,18 +182,18 @@ class FaceRNet(nn.Module):
     for i, (t, c, n, s) in enumerate(MOBILENETV2_LAYERS, start=1):
       c = make_divisible(c * self.width)
       for j in range(n):
-        x = InvertedResidual(c, s if j == 0 else 1, t, name=f'layer{i}_{j}', **kw)(x, train)
+        x = InvertedResidual(c, s if j == 0 else 1, t, name=f'layer{i}_{j}', **dw)(x, train)
       x = ResidualAttention(self.use_attention, x.shape[-1] // self.attention_reduction,
-                            name=f'ra{i}', **kw)(x, train)
+                            name=f'ra{i}', **dw)(x, train)
       skips[i] = x
     if self.use_decoder:
       for k, i in enumerate(self.decoder_skips):
         skip = skips[i]
         b, h, w, _ = skip.shape
-        x = jax.image.resize(x, (x.shape[0], h, w, x.shape[-1]), 'nearest')
+        x = nearest_upsample(x, h, w)
         x = jnp.concatenate([x, skip], axis=-1)
         x = ResidualAttention(self.use_attention, x.shape[-1] // self.attention_reduction,
-                              name=f'decoder_ra{k}', **kw)(x, train)
+                              name=f'decoder_ra{k}', **dw)(x, train)
     coefficients = last_conv_and_head(self, x, train, kw)
     return coefficients if appearance is None else coefficients + appearance
 
@@ -202,6 +204,7 @@ class MobileNetV2(nn.Module):
   num_outputs: int = NUM_COEFFICIENTS
   last_channels: int = 1280
   output_scales: Sequence[Tuple[str, float]] = ()
+  depthwise: str = 'auto'  # see FaceRNet
   bn_axis_name: Optional[str] = None
   dtype: Dtype = jnp.float32
 
@@ -213,5 +216,6 @@ class MobileNetV2(nn.Module):
     for i, (t, c, n, s) in enumerate(MOBILENETV2_LAYERS, start=1):
       c = make_divisible(c * self.width)
       for j in range(n):
-        x = InvertedResidual(c, s if j == 0 else 1, t, name=f'layer{i}_{j}', **kw)(x, train)
+        x = InvertedResidual(c, s if j == 0 else 1, t, name=f'layer{i}_{j}', depthwise=self.depthwise,
+                             **kw)(x, train)
     return last_conv_and_head(self, x, train, kw)
