@@ -1,18 +1,24 @@
-"""Face finding and cropping for reconstruction: a bundled detector, or boxes / 68 landmarks from a file.
+"""Face finding and cropping for reconstruction: bundled detectors, or boxes / 68 landmarks from a file.
 
-Detector. opencv-python-headless 5.0 no longer ships `cv2.CascadeClassifier` nor the Haar cascade files,
-and `cv2.FaceDetectorYN` needs a model file we cannot download. The detector here is OpenCV's LBP frontal
-face cascade (`lbpcascade_frontalface_opencv.xml`) as bundled and evaluated by scikit-image
-(`skimage.feature.Cascade`); raw detections are grouped here (greedy IoU clustering), a group's size is
-its score, and groups with fewer than `min_neighbours` members are dropped. On the 30 images of
-../shared/data/faces68 (64 annotated faces, many in profile) `min_neighbours=6` finds 47 faces with 4
-false positives (`min_neighbours=3`: 52 / 14). It finds frontal-ish faces only; for profiles give boxes
-or landmarks in a file, or use `detector='none'` for pre-cropped faces.
+Detectors (`detect_faces`; weights ship inside the pinned wheels, nothing is downloaded):
+  'mtcnn'   MTCNN (Zhang et al. 2016; package mtcnn 1.0.0, P-/R-/O-Net weights in the wheel, run on the
+            pinned TensorFlow) on the photo shrunk to 640 px: frontal to full profile faces.
+  'hog'     dlib's HOG + linear SVM detector (package dlib-bin, built into dlib) on the photo shrunk to
+            1024 px and upsampled twice: frontal and half-profile faces, some that MTCNN misses.
+  'auto'    both, merged (MTCNN's box kept where their crops overlap); the default of reconstruct. On
+            ../shared/data/faces68 it finds all 80 annotated faces (docs/evaluation.md, measured by
+            experiments/detector_recall.py), where the cascade finds 57. Without either package it
+            warns and falls back to:
+  'cascade' OpenCV's LBP frontal-face cascade as bundled and run by scikit-image (opencv-python-headless
+            5.0 dropped `cv2.CascadeClassifier`; `cv2.FaceDetectorYN` needs a model no wheel ships),
+            raw windows grouped here (greedy IoU clustering, a group's size is its score, groups below
+            `min_neighbours` dropped). Frontal faces only.
+`rotations` also searches rotated copies of the photo and maps boxes back, for faces far from upright.
 
 Cropping matches the training data builders (facernet_jax/data/real/common.py, 3DDFA's
 parse_roi_box_from_landmark): a square of side `box_scale * max(w, h)` (sqrt 2) centred on the box of
 the 68 landmarks, resized to image_size. A detector (or file) box is first mapped to the landmark box
-it corresponds to on average (`DETECTION_TO_LANDMARK_BOX`, measured on faces68 with this detector).
+it corresponds to on average (`DETECTION_TO_LANDMARK_BOX`, per detector, measured on faces68).
 
 Annotation files (coordinates in continuous pixels, docs/architecture.md; `offset` converts others):
   JSON: {"photo.jpg": [{"box": [x0, y0, x1, y1]}, {"landmarks": [[x, y], ... 68]}], ...}
@@ -25,6 +31,7 @@ import dataclasses
 import functools
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -32,10 +39,17 @@ from facernet_jax.data import image_io
 from facernet_jax.data import landmarks as lmk
 
 BOX_SCALE = float(np.sqrt(2.0))  # crop side / landmark-box side, as the data builders
-# Landmark box from a detector box (x0, y0, side): side ratio and centre offset (fractions of the
-# detector side), medians over the 47 faces of ../shared/data/faces68 matched by this detector
-# (dx measured -0.02, set to 0 by symmetry); crops then overlap the landmark crops with median IoU 0.8.
-DETECTION_TO_LANDMARK_BOX = dict(scale=0.83, dx=0.0, dy=0.11)
+# Landmark box from a detector box (centre, side = mean of width and height), per detector: side ratio
+# and centre offset (fractions of the detector side), medians over faces of ../shared/data/faces68
+# matched by that detector (dx set to 0 by left-right symmetry). 'cascade': the 47 faces it finds (crops
+# then overlap the landmark crops with median IoU 0.8); 'mtcnn' and 'hog': fitted on the calibration half
+# of the images by experiments/detector_recall.py, which reports the IoU on the other half
+# (docs/evaluation.md). Boxes given in a --faces file use the cascade's.
+DETECTION_TO_LANDMARK_BOX = {
+    'cascade': dict(scale=0.83, dx=0.0, dy=0.11),
+    'mtcnn': dict(scale=0.94, dx=0.0, dy=0.15),
+    'hog': dict(scale=0.97, dx=0.0, dy=0.12),
+}
 
 
 class AnnotationError(ValueError):
@@ -49,6 +63,7 @@ class Face:
   landmarks: np.ndarray | None = None
   score: float = 1.0
   source: str = 'detector'  # 'detector' | 'file' | 'image'
+  detector: str = ''  # which detector found it ('mtcnn' | 'hog' | 'cascade'), for its box calibration
 
   def crop_box(self, box_scale=BOX_SCALE):
     """The square crop (x0, y0, x1, y1) this face is regressed from."""
@@ -56,7 +71,7 @@ class Face:
       return crop_box_from_landmarks(self.landmarks, box_scale)
     if self.source == 'image':
       return np.asarray(self.box, np.float64)
-    return crop_box_from_detection(self.box, box_scale)
+    return crop_box_from_detection(self.box, box_scale, self.detector or 'cascade')
 
 
 # ----------------------------------------------------------------------------- crop boxes
@@ -69,9 +84,10 @@ def crop_box_from_landmarks(landmarks, box_scale=BOX_SCALE):
   return np.array([cx - half, cy - half, cx + half, cy + half], np.float64)
 
 
-def crop_box_from_detection(box, box_scale=BOX_SCALE, calibration=None):
-  """Square crop from a detector box, through the average detector-to-landmark-box mapping."""
-  c = DETECTION_TO_LANDMARK_BOX if calibration is None else calibration
+def crop_box_from_detection(box, box_scale=BOX_SCALE, calibration='cascade'):
+  """Square crop from a detector box, through the average detector-to-landmark-box mapping
+  (`calibration`: a detector name of DETECTION_TO_LANDMARK_BOX, or a dict scale, dx, dy)."""
+  c = DETECTION_TO_LANDMARK_BOX[calibration] if isinstance(calibration, str) else calibration
   x0, y0, x1, y1 = [float(v) for v in box]
   side = 0.5 * ((x1 - x0) + (y1 - y0))
   cx = 0.5 * (x0 + x1) + c['dx'] * side
@@ -104,7 +120,11 @@ def crop(image, crop_box, image_size):
 # ----------------------------------------------------------------------------- detector
 
 class DetectorUnavailable(RuntimeError):
-  pass
+  """A detector whose package is not installed; the message says what to install."""
+
+
+_INSTALL_HINT = ('pip install -e . installs both (or: pip install mtcnn==1.0.0 dlib-bin==20.0.1.post1); or '
+                 'give boxes/landmarks with --faces FILE, or --detector=none for pre-cropped faces')
 
 
 @functools.lru_cache(maxsize=1)
@@ -114,10 +134,29 @@ def _cascade():
     from skimage.feature import Cascade  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise DetectorUnavailable(
-        'the face detector needs scikit-image (pip install scikit-image), which bundles OpenCV\'s LBP '
+        'the cascade detector needs scikit-image (pip install scikit-image), which bundles OpenCV\'s LBP '
         'frontal-face cascade; or pass boxes/landmarks with --faces FILE, or --detector=none for '
         f'pre-cropped faces ({e})') from None
   return Cascade(skdata.lbp_frontal_face_cascade_filename())
+
+
+@functools.lru_cache(maxsize=1)
+def _mtcnn():
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's start-up banner, before its import
+  try:
+    from mtcnn import MTCNN  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise DetectorUnavailable(f'the MTCNN detector needs the mtcnn package ({e}); {_INSTALL_HINT}') from None
+  return MTCNN(device='CPU:0')
+
+
+@functools.lru_cache(maxsize=1)
+def _hog():
+  try:
+    import dlib  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise DetectorUnavailable(f'the HOG detector needs dlib (package dlib-bin) ({e}); {_INSTALL_HINT}') from None
+  return dlib.get_frontal_face_detector()
 
 
 def _iou(a, b):
@@ -126,6 +165,11 @@ def _iou(a, b):
   inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
   union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
   return inter / union if union > 0 else 0.0
+
+
+def box_iou(a, b):
+  """Intersection over union of two boxes (x0, y0, x1, y1)."""
+  return _iou(a, b)
 
 
 def group_detections(boxes, iou_threshold=0.4):
@@ -155,16 +199,22 @@ def group_detections(boxes, iou_threshold=0.4):
   return kept
 
 
-def detect_faces(image, min_neighbours=6, max_side=320, scale_factor=1.1, min_size=20):
-  """Finds frontal faces in an RGB uint8 image. Returns [Face] (box in photo pixels, score = group size),
-  strongest first. The image is downscaled to `max_side` first (the cascade's speed is O(pixels))."""
-  import cv2  # pylint: disable=g-import-not-at-top
-  grey = cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2GRAY)
-  h, w = grey.shape
+def _downscale(image, max_side):
+  """Image shrunk (INTER_AREA) so that its longer side is at most max_side, and the factor s >= 1 that
+  maps its pixels back to the photo (photo = s * small)."""
+  h, w = image.shape[:2]
   s = max(1.0, max(h, w) / float(max_side))
   if s > 1:
-    grey = cv2.resize(grey, (max(int(round(w / s)), 1), max(int(round(h / s)), 1)),
-                      interpolation=cv2.INTER_AREA)
+    import cv2  # pylint: disable=g-import-not-at-top
+    image = cv2.resize(image, (max(int(round(w / s)), 1), max(int(round(h / s)), 1)),
+                       interpolation=cv2.INTER_AREA)
+  return np.ascontiguousarray(image), s
+
+
+def detect_cascade(image, min_neighbours=6, max_side=320, scale_factor=1.1, min_size=20):
+  """OpenCV's LBP frontal-face cascade (via scikit-image). Returns [Face] (score = group size)."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  grey, s = _downscale(cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2GRAY), max_side)
   small = grey.astype(np.float32) / 255.0
   if min(small.shape) < min_size:
     return []
@@ -173,8 +223,116 @@ def detect_faces(image, min_neighbours=6, max_side=320, scale_factor=1.1, min_si
       max_size=small.shape, min_neighbor_number=1, intersection_score_threshold=1.0)
   # The cascade works on the pixel grid: a box at row r, column c of size w covers [c, c + w).
   boxes = [(d['c'] * s, d['r'] * s, (d['c'] + d['width']) * s, (d['r'] + d['height']) * s) for d in raw]
-  return [Face(box=b, score=float(n), source='detector')
+  return [Face(box=b, score=float(n), source='detector', detector='cascade')
           for b, n in group_detections(boxes) if n >= min_neighbours]
+
+
+def detect_mtcnn(image, max_side=640, threshold=0.8, min_face_size=20):
+  """MTCNN (Zhang et al. 2016, package mtcnn: P-, R-, O-Net weights ship in its wheel) on the image
+  shrunk to max_side. Finds frontal to profile faces. Returns [Face] (score = O-Net probability)."""
+  small, s = _downscale(np.asarray(image), max_side)
+  if min(small.shape[:2]) < 24:
+    return []
+  found = _mtcnn().detect_faces(small, box_format='xyxy', min_face_size=min_face_size,
+                                threshold_onet=threshold)
+  return [Face(box=np.asarray(f['box'], np.float64) * s, score=float(f['confidence']), source='detector',
+               detector='mtcnn') for f in found]
+
+
+def detect_hog(image, max_side=1024, upsample=2, threshold=0.0):
+  """dlib's HOG + linear SVM face detector (5 filters: frontal, left/right turned, tilted; built into
+  dlib) on the image shrunk to max_side and upsampled `upsample` times. Returns [Face] (score = SVM
+  margin)."""
+  small, s = _downscale(np.asarray(image), max_side)
+  if min(small.shape[:2]) < 24:
+    return []
+  rects, scores, _ = _hog().run(small, upsample, threshold)
+  # dlib rectangles are inclusive pixel indices: [left, right + 1) in continuous pixels.
+  return [Face(box=np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float64) * s,
+               score=float(c), source='detector', detector='hog') for r, c in zip(rects, scores)]
+
+
+DETECTORS = ('auto', 'mtcnn', 'hog', 'cascade')
+
+
+def _rotate(image, degrees):
+  """The image rotated by `degrees` (counter-clockwise) on a canvas that holds all of it, and the 2x3
+  affine map from rotated back to original pixels."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  h, w = image.shape[:2]
+  m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+  c, s = abs(m[0, 0]), abs(m[0, 1])
+  nw, nh = int(round(h * s + w * c)), int(round(h * c + w * s))
+  m[0, 2] += nw / 2 - w / 2
+  m[1, 2] += nh / 2 - h / 2
+  return cv2.warpAffine(image, m, (nw, nh)), cv2.invertAffineTransform(m)
+
+
+def _box_back(box, back):
+  """Axis-aligned box (in the original image) of a box's rotated-back corners, keeping its side: the
+  square of the box's mean side centred on its mapped-back centre."""
+  x0, y0, x1, y1 = box
+  centre = back[:, :2] @ np.array([(x0 + x1) / 2, (y0 + y1) / 2]) + back[:, 2]
+  hw, hh = (x1 - x0) / 2, (y1 - y0) / 2
+  return np.array([centre[0] - hw, centre[1] - hh, centre[0] + hw, centre[1] + hh])
+
+
+def _available(detector):
+  """The detector functions that `detector` runs, in merge priority; 'auto' falls back to the cascade
+  (with a warning naming what to install) when neither MTCNN nor dlib is installed."""
+  cascade = (detect_cascade,)
+  if detector == 'cascade':
+    return cascade
+  if detector != 'auto':
+    (_mtcnn if detector == 'mtcnn' else _hog)()  # raises DetectorUnavailable
+    return (detect_mtcnn,) if detector == 'mtcnn' else (detect_hog,)
+  runs, missing = [], []
+  for load, run in ((_mtcnn, detect_mtcnn), (_hog, detect_hog)):
+    try:
+      load()
+      runs.append(run)
+    except DetectorUnavailable as e:
+      missing.append(str(e))
+  if missing and not _warned:
+    _warned.append(True)
+    print('warning: ' + '; '.join(missing) + ('' if runs else '. Falling back to the frontal-face LBP cascade, '
+          'which misses profile faces.'), file=sys.stderr)
+  return tuple(runs) or cascade
+
+
+_warned = []
+
+
+def detect_faces(image, detector='auto', rotations=(0,), min_neighbours=6, nms_iou=0.3):
+  """Finds faces in an RGB uint8 image. Returns [Face] (box in photo pixels), strongest first.
+
+  detector: 'auto' = MTCNN and dlib HOG together (each finds faces the other misses: MTCNN profiles, HOG
+  some small frontal faces; overlapping crops are merged, MTCNN's kept), 'mtcnn', 'hog', or 'cascade'
+  (the frontal LBP cascade, `min_neighbours` its threshold). `rotations`: also run on copies rotated by
+  these angles (degrees, counter-clockwise) and map the boxes back, for faces rolled far from upright.
+  Raises DetectorUnavailable when an explicitly chosen detector's package is missing.
+  """
+  if detector not in DETECTORS:
+    raise ValueError(f'detector must be one of {DETECTORS}, got {detector!r}')
+  runs = [functools.partial(r, min_neighbours=min_neighbours) if r is detect_cascade else r
+          for r in _available(detector)]
+  image = np.asarray(image)
+  candidates = []  # (run priority, |angle|, -score, Face)
+  for angle in rotations:
+    turned = bool(angle % 360)
+    if turned:
+      rotated, back = _rotate(image, angle)
+    for priority, run in enumerate(runs):
+      for face in run(rotated if turned else image):
+        if turned:
+          face.box = _box_back(face.box, back)
+        candidates.append((priority, abs(angle), -face.score, face))
+  kept = []
+  for *_, face in sorted(candidates, key=lambda c: c[:3]):
+    box = face.crop_box()
+    if all(_iou(box, k.crop_box()) <= nms_iou for k in kept):
+      kept.append(face)
+  return kept
 
 
 # ----------------------------------------------------------------------------- annotation files
@@ -186,7 +344,14 @@ def _face_from_numbers(values, where):
       raise AnnotationError(f'{where}: box {v.tolist()} must be x0, y0, x1, y1 with x1 > x0 and y1 > y0')
     return Face(box=v, source='file')
   if v.size == 136:
-    return Face(landmarks=v.reshape(68, 2), source='file')
+    lm = v.reshape(68, 2)
+    if not np.all(np.isfinite(lm)):
+      raise AnnotationError(f'{where}: landmarks contain NaN/inf')
+    w, h = np.ptp(lm[:, 0]), np.ptp(lm[:, 1])
+    if not (w > 0 and h > 0):
+      raise AnnotationError(f'{where}: the 68 landmarks span a zero-area box ({w:g} x {h:g} pixels; all points '
+                            'equal or on one line), so no crop can be made: give the real 68 points, or a box')
+    return Face(landmarks=lm, source='file')
   raise AnnotationError(f'{where}: expected 4 numbers (box x0, y0, x1, y1) or 136 (68 landmarks x, y), '
                         f'got {v.size}')
 

