@@ -17,6 +17,7 @@ from facernet_jax import forward
 from facernet_jax import metrics
 from facernet_jax.data import image_io
 from facernet_jax.data import synthetic_faces
+from facernet_jax.data.real import aflw2000_protocol
 from facernet_jax.data.real import aflw_lfpa
 from facernet_jax.data.real import common
 from facernet_jax.nme_protocol import InputError
@@ -88,31 +89,18 @@ def summarise(name, rows):
   return out
 
 
-# AFLW2000-3D: a direct folder reader (imageXXXXX.jpg + .mat), with 3DDFA's protocol arrays when given.
-
-def _row_key(pts):
-  return tuple(np.round(np.asarray(pts, np.float64)[:2].ravel(), 2))
-
-
 def read_aflw2000(folder, protocol_dir=None, limit=-1):
   """Yields dicts (name, image, landmarks (68, 2) continuous px, yaw degrees, box, reannotated or None).
 
-  Landmarks follow the data builder (facernet_jax/data/real/aflw2000_3d.py): pt3d_68 is read as
-  1-based MATLAB pixels (-0.5), 3DDFA's re-annotation as 0-based (+0.5); with 3DDFA's arrays the crop
-  is 3DDFA's roi box (rows matched by pt3d_68), otherwise the landmark crop used in training.
+  A direct folder reader (imageXXXXX.jpg + .mat) with the data builder's conventions
+  (facernet_jax.data.real.aflw2000_protocol): with 3DDFA's arrays the crop is 3DDFA's roi box,
+  otherwise the landmark crop used in training.
   """
   mats = sorted(glob.glob(os.path.join(folder, 'image*.mat')))
   if not mats:
     raise InputError(f'AFLW2000-3D folder {folder!r} has no imageXXXXX.mat files (expected the AFLW2000/ '
                      f'folder with imageXXXXX.jpg + imageXXXXX.mat)')
-  proto = {}
-  if protocol_dir:
-    for key, fname in (('pts68', 'AFLW2000-3D.pts68.npy'), ('roi_box', 'AFLW2000-3D_crop.roi_box.npy'),
-                       ('reannotated', 'AFLW2000-3D-Reannotated.pts68.npy')):
-      f = os.path.join(protocol_dir, fname)
-      if os.path.isfile(f):
-        proto[key] = np.load(f, allow_pickle=False)
-  rows = {_row_key(p): i for i, p in enumerate(proto['pts68'])} if 'pts68' in proto else {}
+  rows = aflw2000_protocol.ProtocolRows(aflw2000_protocol.load_protocol(protocol_dir))
   count = 0
   for mat in mats:
     if 0 <= limit <= count:
@@ -120,23 +108,16 @@ def read_aflw2000(folder, protocol_dir=None, limit=-1):
     jpg = mat[:-4] + '.jpg'
     try:
       image = image_io.read_image(jpg)
-      m = common.read_mat(mat)
-      raw = np.asarray(m['pt3d_68'], np.float64)
-      lm = common.matlab_points(raw, 68)
-      yaw = float(np.degrees(np.ravel(m['Pose_Para'])[1]))
+      raw, lm, yaw = aflw2000_protocol.read_annotation(mat)
     except (image_io.ImageReadError, KeyError, ValueError, OSError) as e:
       progress(f'warning: skipping {mat}: {e}')
       continue
-    row = rows.get(_row_key(raw), -1)
-    box = detect.crop_box_from_landmarks(lm)
-    if row >= 0 and 'roi_box' in proto:
-      box = np.round(proto['roi_box'][row]).astype(np.float64)
-    re = None
-    if row >= 0 and 'reannotated' in proto:
-      re = common.zero_based_points(proto['reannotated'][row], 68)
+    row = rows.row(raw)
+    box = rows.roi_box(row)
     count += 1
-    yield dict(name=os.path.basename(mat[:-4]), image=image, landmarks=lm, yaw=yaw, box=box,
-               reannotated=re, protocol_row=row)
+    yield dict(name=os.path.basename(mat[:-4]), image=image, landmarks=lm, yaw=yaw,
+               box=detect.crop_box_from_landmarks(lm) if box is None else box,
+               reannotated=rows.reannotated(row), protocol_row=row)
 
 
 def run_aflw2000(rec, folder, protocol_dir=None, limit=-1):

@@ -36,9 +36,9 @@ import sys
 import numpy as np
 
 from facernet_jax.data import image_io
-from facernet_jax.data import landmarks as lmk
+from facernet_jax.landmarks import BOX_SCALE  # crop side / landmark-box side, as the data builders
+from facernet_jax.landmarks import crop_box_from_landmarks  # the training crop (one rule for all)
 
-BOX_SCALE = float(np.sqrt(2.0))  # crop side / landmark-box side, as the data builders
 # Landmark box from a detector box (centre, side = mean of width and height), per detector: side ratio
 # and centre offset (fractions of the detector side), medians over faces of ../shared/data/faces68
 # matched by that detector (dx set to 0 by left-right symmetry). 'cascade': the 47 faces it finds (crops
@@ -75,14 +75,6 @@ class Face:
 
 
 # ----------------------------------------------------------------------------- crop boxes
-
-def crop_box_from_landmarks(landmarks, box_scale=BOX_SCALE):
-  """Square box of side box_scale * max(w, h) around the landmark box (the training crops)."""
-  x0, y0, x1, y1 = lmk.landmark_box(np.asarray(landmarks, np.float64))
-  cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-  half = box_scale * max(x1 - x0, y1 - y0) / 2
-  return np.array([cx - half, cy - half, cx + half, cy + half], np.float64)
-
 
 def crop_box_from_detection(box, box_scale=BOX_SCALE, calibration='cascade'):
   """Square crop from a detector box, through the average detector-to-landmark-box mapping

@@ -15,7 +15,9 @@ import os
 import re
 import tempfile
 
+import cv2
 import numpy as np
+from scipy import interpolate
 
 
 # ----------------------------------------------------------------------------- atomic writing
@@ -164,7 +166,6 @@ def ply_bytes(vertices, triangles, colours=None, binary=True):
 
 def png_bytes(image):
   """PNG bytes of an RGB (H, W, 3) or grey (H, W) image, float in [0, 1] or uint8 / uint16."""
-  import cv2  # pylint: disable=g-import-not-at-top
   a = np.asarray(image)
   if a.dtype.kind == 'f':
     a = np.round(np.clip(a, 0.0, 1.0) * 255).astype(np.uint8)
@@ -243,7 +244,6 @@ def bake_texture(uvs, colours, size=512):
   Linear interpolation inside the UV layout; texels outside it take the nearest vertex colour so that
   bilinear texture filtering does not bleed black into the face at the seams.
   """
-  from scipy import interpolate  # pylint: disable=g-import-not-at-top
   uvs = np.asarray(uvs, np.float64)
   colours = np.asarray(colours, np.float64)
   c = (np.arange(size) + 0.5) / size
@@ -266,10 +266,6 @@ def write_obj(path, vertices, triangles, colours=None):
 def write_ply(path, vertices, triangles, colours=None, binary=True):
   """PLY with optional per-vertex colours (atomic)."""
   return atomic_write_bytes(path, ply_bytes(vertices, triangles, colours, binary))
-
-
-def write_png(path, image):
-  return atomic_write_bytes(path, png_bytes(image))
 
 
 def write_json(path, obj):

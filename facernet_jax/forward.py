@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from facernet_jax import render as render_lib
+from facernet_jax.coefficients import split_coefficients
 from facernet_jax.face_model import MorphableModel
 from facernet_jax.face_model import MorphableModelLayer
-from facernet_jax.models import split_coefficients
 from facernet_jax.render import camera as camera_lib
 from facernet_jax.render import mesh as mesh_lib
 from facernet_jax.render import sh as sh_lib

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from facernet_jax.data import landmarks as lmk
+from facernet_jax import coefficients as coefficients_lib
+from facernet_jax import landmarks as lmk
 
 LANDMARK_WEIGHTS = lmk.landmark_weights()  # Eq 12: jaw 0.5, inner 1.
 SSIM_C1 = 0.01 ** 2
@@ -241,7 +242,7 @@ def smoothness_loss(vertices, neighbours):
 
   Args:
     vertices: (B, N, 3).
-    neighbours: (N, D) int, padded with -1 (render.mesh.vertex_neighbours).
+    neighbours: (N, D) int, padded with -1 (topology.vertex_neighbours).
   Vertices without neighbours contribute 0.
   """
   nb = jnp.asarray(neighbours)
@@ -269,11 +270,10 @@ def check_reg_weights(weights):
 def regularisation_loss(coeffs, weights=None):
   """Eq 17: w_a ||alpha||^2 + w_b ||beta||^2 + w_d ||delta||^2, batch mean.
 
-  `coeffs` is (B, 495) or the dict of `models.split_coefficients`.
+  `coeffs` is (B, 495) or the dict of `coefficients.split_coefficients`.
   """
-  from facernet_jax.models.coefficients import split_coefficients  # pylint: disable=g-import-not-at-top
   weights = check_reg_weights(REG_WEIGHTS if weights is None else weights)
-  parts = coeffs if isinstance(coeffs, Mapping) else split_coefficients(coeffs)
+  parts = coeffs if isinstance(coeffs, Mapping) else coefficients_lib.split_coefficients(coeffs)
   total = sum(w * jnp.sum(jnp.square(parts[k]), -1) for k, w in weights.items())
   return jnp.mean(total)
 

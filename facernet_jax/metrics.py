@@ -16,7 +16,6 @@ import numpy as np
 from scipy import ndimage
 from scipy import spatial
 
-YAW_BINS = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
 YAW_BIN_NAMES = ('[0, 30]', '(30, 60]', '(60, 90]')
 
 

@@ -40,7 +40,6 @@ from facernet_jax import train_eval
 
 AXIS = 'batch'
 STATE_KEYS = ('params', 'batch_stats', 'opt_state', 'landmark_error', 'step', 'data_position')
-NUM_LANDMARKS = 68
 
 
 # ----------------------------------------------------------------------------- train state
@@ -209,7 +208,7 @@ def compute_loss_terms(batch, coefficients, decoded, error_weights, *, config, n
       'land': losses.landmark_loss(pred, gt, None, size),
       'land_error': losses.landmark_error_loss(pred, gt, error_weights, size),
       'photo': losses.photometric_loss(image, render.image, mask),
-      'ssim': losses.ssim_loss(image, render.image, mask, mode=config.get('ssim_mode', 'global')),
+      'ssim': losses.ssim_loss(image, render.image, mask),
       'smooth': losses.smoothness_loss(decoded['vertices'], neighbours),
       'reg': losses.regularisation_loss(coefficients, reg_weights(config)),
   }

@@ -5,7 +5,7 @@ import tensorflow as tf
 from scipy.optimize import linear_sum_assignment
 
 from facernet_jax.data import augment
-from facernet_jax.data import landmarks as lmk
+from facernet_jax import landmarks as lmk
 
 
 def test_flip_permutation_is_an_involution_with_the_expected_fixed_points():
@@ -121,7 +121,7 @@ def test_light_modules_do_not_import_tensorflow():
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   repo = pathlib.Path(__file__).resolve().parents[1]
-  code = ('import sys, facernet_jax.data.landmarks, facernet_jax.data.image_io; '
+  code = ('import sys, facernet_jax.landmarks, facernet_jax.data.landmarks, facernet_jax.data.image_io; '
           'print("tensorflow" in sys.modules)')
   env = dict(os.environ, PYTHONPATH=str(repo))
   out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,

@@ -14,7 +14,7 @@ import math
 
 import tensorflow as tf
 
-from facernet_jax.data import landmarks as lmk
+from facernet_jax import landmarks as lmk
 
 MAX_ROTATION_DEG = 30.0
 COLOUR_SCALE_RANGE = (0.6, 1.2)

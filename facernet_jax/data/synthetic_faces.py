@@ -25,16 +25,18 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
 
+from facernet_jax import forward
+from facernet_jax import render as render_lib
+from facernet_jax.coefficients import NUM_COEFFICIENTS
+from facernet_jax.coefficients import coefficient_slices
 from facernet_jax.data import synthetic_scenes
-from facernet_jax.models import COEFFICIENT_SIZES
-from facernet_jax.models import coefficient_slices
+from facernet_jax.face_model import build_synthetic_model
 
 # Examples are rendered in blocks [k * B, (k + 1) * B) so results do not depend on the request.
 GENERATION_BATCH = 64
 SPLITS = ('train', 'validation', 'test')
 _SPLIT_IDS = {'train': 0, 'validation': 1, 'test': 2}
 _SLICES = coefficient_slices()
-NUM_COEFFICIENTS = sum(COEFFICIENT_SIZES.values())
 
 
 @dataclasses.dataclass(eq=False)
@@ -190,10 +192,6 @@ def sample_coefficients(config, rng):
 @functools.lru_cache(maxsize=12)
 def _renderer(image_size, model_resolution, model_seed):
   """Jitted coefficients (B, 495) -> dict of per-pixel render arrays, for one configuration."""
-  from facernet_jax import forward  # pylint: disable=g-import-not-at-top
-  from facernet_jax import render as render_lib  # pylint: disable=g-import-not-at-top
-  from facernet_jax.face_model import build_synthetic_model  # pylint: disable=g-import-not-at-top
-
   model = build_synthetic_model(resolution=model_resolution, seed=model_seed)
   decoder = forward.FaceDecoder(face_model=model, image_size=image_size, trainable_bases=False)
   variables = decoder.init(jax.random.PRNGKey(0), jnp.zeros((1, NUM_COEFFICIENTS), jnp.float32))

@@ -9,30 +9,21 @@ import os
 import zipfile
 
 import numpy as np
+import scipy.io
 
+from facernet_jax.face_model.model import NPZ_ARRAY_FIELDS
 from facernet_jax.face_model.model import ModelFormatError
 from facernet_jax.face_model.model import MorphableModel
-from facernet_jax.render.mesh import build_vertex_faces
+from facernet_jax.topology import build_vertex_faces
 
-NPZ_FORMAT_VERSION = 1
-_ARRAY_FIELDS = ("mean_shape", "mean_albedo", "shape_basis", "texture_basis", "expression_basis",
-                 "triangles", "landmark_indices", "vertex_faces")
 _OPTIONAL_NPZ = ("vertex_faces", "skin_mask", "name")
 DEEP3D_KEYS = ("meanshape", "meantex", "idBase", "exBase", "texBase", "tri", "point_buf", "keypoints")
 _NPZ_FIX = ("re-create it with MorphableModel.save_npz or `python -m facernet_jax.face_model.convert`")
 
 
 def save_npz(model, path):
-  """Writes ``model`` as an uncompressed ``.npz`` of plain arrays (loadable with allow_pickle=False)."""
-  arrays = {f: getattr(model, f) for f in _ARRAY_FIELDS}
-  if model.skin_mask is not None:
-    arrays["skin_mask"] = model.skin_mask
-  arrays["name"] = np.array(model.name)
-  arrays["format_version"] = np.array(NPZ_FORMAT_VERSION, np.int32)
-  path = os.fspath(path)
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)
+  """Writes ``model`` as our ``.npz`` (``MorphableModel.save_npz``)."""
+  model.save_npz(path)
 
 
 def load_npz(path):
@@ -41,11 +32,11 @@ def load_npz(path):
   try:
     with np.load(path, allow_pickle=False) as data:
       keys = set(data.files)
-      missing = [f for f in _ARRAY_FIELDS + ("name",) if f not in keys and f not in _OPTIONAL_NPZ]
+      missing = [f for f in NPZ_ARRAY_FIELDS + ("name",) if f not in keys and f not in _OPTIONAL_NPZ]
       if missing:
         raise ModelFormatError(f"{path}: missing field(s) {missing} (has {sorted(keys)}); {_NPZ_FIX}")
       fields = {}
-      for key in _ARRAY_FIELDS + ("skin_mask",):
+      for key in NPZ_ARRAY_FIELDS + ("skin_mask",):
         if key in keys:
           try:
             fields[key] = data[key]
@@ -117,7 +108,6 @@ def _one_based(a, key, source):
 
 def load_deep3d_mat(path, recenter=True):
   """Reads Deep3DFaceRecon's ``BFM_model_front.mat`` (0-based, albedo / 255, re-centred mean shape)."""
-  import scipy.io  # pylint: disable=g-import-not-at-top
   path = os.fspath(path)
   try:
     d = scipy.io.loadmat(path)

@@ -1,10 +1,19 @@
-"""The morphable-model container (Eqs 1-2): means, PCA bases, topology and landmarks as numpy arrays."""
+"""The morphable-model container (Eqs 1-2): means, PCA bases, topology and landmarks as numpy arrays.
+
+The bottom of face_model: it imports only the 68-point convention (facernet_jax.landmarks); the file
+readers (formats.py), the embedded synthetic model (synthetic.py) and the 3DMM layer (layer.py) build on it.
+"""
 import dataclasses
 import os
 
 import numpy as np
 
-NUM_LANDMARKS = 68
+from facernet_jax.landmarks import NUM_LANDMARKS
+
+# Our .npz: these arrays (+ optional skin_mask, name, format_version), plain, loadable without pickle.
+NPZ_FORMAT_VERSION = 1
+NPZ_ARRAY_FIELDS = ("mean_shape", "mean_albedo", "shape_basis", "texture_basis", "expression_basis",
+                    "triangles", "landmark_indices", "vertex_faces")
 
 
 class ModelFormatError(ValueError):
@@ -151,30 +160,13 @@ class MorphableModel:
     return dataclasses.replace(self, **changes)
 
   def save_npz(self, path):
-    """Writes our compact ``.npz`` (see ``formats.save_npz``)."""
-    from facernet_jax.face_model import formats  # pylint: disable=g-import-not-at-top
-    formats.save_npz(self, path)
-
-
-def load_model(path):
-  """Reads a model file: our ``.npz`` or Deep3DFaceRecon's ``BFM_model_front.mat``."""
-  from facernet_jax.face_model import formats  # pylint: disable=g-import-not-at-top
-  return formats.load_model(os.fspath(path))
-
-
-def from_config(cfg):
-  """Builds the model named by a config: ``cfg.source == 'synthetic'`` (with ``cfg.resolution``,
-  ``cfg.seed``) or a path to a ``.npz`` / ``BFM_model_front.mat``."""
-  source = cfg.source if not isinstance(cfg, dict) else cfg["source"]
-  get = (lambda k, d: cfg.get(k, d)) if hasattr(cfg, "get") else (lambda k, d: getattr(cfg, k, d))
-  if source == "synthetic":
-    from facernet_jax.face_model import synthetic  # pylint: disable=g-import-not-at-top
-    return synthetic.build_synthetic_model(int(get("resolution", 48)), int(get("seed", 0)))
-  path = os.path.expanduser(os.fspath(source))
-  if not os.path.isfile(path):
-    raise FileNotFoundError(
-        f"face model file not found: {path!r} (config face_model.source). Put there either a .npz made by "
-        "`python -m facernet_jax.face_model.convert --bfm 01_MorphableModel.mat --expression Exp_Pca.bin "
-        "--index-dir DIR --out model.npz` from the BFM 2009 (request it from the University of Basel) or "
-        "Deep3DFaceRecon's BFM_model_front.mat; or set face_model.source = 'synthetic'.")
-  return load_model(path)
+    """Writes our compact ``.npz`` of plain arrays (read back by ``formats.load_npz``, allow_pickle=False)."""
+    arrays = {f: getattr(self, f) for f in NPZ_ARRAY_FIELDS}
+    if self.skin_mask is not None:
+      arrays["skin_mask"] = self.skin_mask
+    arrays["name"] = np.array(self.name)
+    arrays["format_version"] = np.array(NPZ_FORMAT_VERSION, np.int32)
+    path = os.fspath(path)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)

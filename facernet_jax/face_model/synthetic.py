@@ -29,13 +29,13 @@ import functools
 import numpy as np
 from scipy import linalg
 
+from facernet_jax.coefficients import COEFFICIENT_SIZES
 from facernet_jax.face_model.model import MorphableModel
-from facernet_jax.render.mesh import build_vertex_faces
+from facernet_jax.topology import build_vertex_faces
 
-NUM_SHAPE = 199
-NUM_TEXTURE = 199
-NUM_EXPRESSION = 64
-BFM_RESOLUTION = 189  # 189 x 189 = 35,721 vertices, about the BFM front model's 35,709.
+NUM_SHAPE = COEFFICIENT_SIZES['shape']  # basis sizes = the regressed coefficients of Eq 10
+NUM_TEXTURE = COEFFICIENT_SIZES['texture']
+NUM_EXPRESSION = COEFFICIENT_SIZES['expression']
 
 # Face outline: x = HALF_WIDTH * p * taper(q), y = CENTRE_Y + HALF_HEIGHT * q for (p, q) in the unit disk.
 HALF_WIDTH = 0.76

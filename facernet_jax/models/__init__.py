@@ -4,6 +4,8 @@
 `model.apply(variables, images, train=bool, mutable=['batch_stats'] if train else False)`
 with NHWC float32 images in [0, 1]; the output is (B, num_outputs) float32, near zero at init.
 """
+import jax
+
 from facernet_jax.models.coefficients import COEFFICIENT_SIZES
 from facernet_jax.models.coefficients import NUM_COEFFICIENTS
 from facernet_jax.models.coefficients import coefficient_slices
@@ -48,5 +50,4 @@ def create_model(name, **kwargs):
 
 def count_params(params):
   """Number of parameters (batch statistics are not parameters)."""
-  import jax
   return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))

@@ -1,4 +1,6 @@
-"""Differentiable rendering: camera, mesh helpers, SH shading and the tile-binned soft rasteriser."""
+"""Differentiable rendering: camera, mesh normals, SH shading and the soft / hard rasteriser (exact
+(pixel, face) pairs in fixed-size chunks, no tiles; docs/renderer.md)."""
+from facernet_jax.render import camera as camera_lib
 from facernet_jax.render.rasterize import Fragments
 from facernet_jax.render.rasterize import RasterSettings
 from facernet_jax.render.rasterize import RenderOutput
@@ -10,7 +12,6 @@ from facernet_jax.render.rasterize import soft_blend
 
 def render(vertices_cam, triangles, colours, camera, settings):
   """Projects camera-space vertices with `camera.project` and renders (B,N,C) colours -> RenderOutput."""
-  from facernet_jax.render import camera as camera_lib  # lazy: keeps the rasteriser importable alone
   return render_mesh(camera_lib.project(vertices_cam, camera), triangles, colours, settings)
 
 

@@ -10,7 +10,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 # Deng et al. use focal 1015 px and principal point 112 px for 224 px crops.
 REFERENCE_FOCAL = 1015.0
@@ -82,11 +81,6 @@ class Camera:
     return cls(focal=REFERENCE_FOCAL * s / REFERENCE_SIZE, cx=s / 2.0, cy=s / 2.0,
                camera_distance=float(camera_distance), image_size=int(image_size))
 
-  def intrinsics(self):
-    """3x3 matrix K mapping (x, -y, d) to homogeneous pixels, for export and checks."""
-    return np.array([[self.focal, 0.0, self.cx], [0.0, self.focal, self.cy], [0.0, 0.0, 1.0]],
-                    np.float32)
-
 
 @jax.jit
 def transform(vertices, rotation_matrix, translation):
@@ -112,10 +106,3 @@ def project(v_cam, camera):
   x = camera.focal * v_cam[..., 0] / safe + camera.cx
   y = camera.cy - camera.focal * v_cam[..., 1] / safe
   return jnp.stack([x, y, depth], -1)
-
-
-def project_landmarks(v_cam, landmark_indices, camera):
-  """Pixel positions ``(..., 68, 2)`` of the landmark vertices of camera-space ``(..., N, 3)`` vertices."""
-  idx = jnp.asarray(np.asarray(landmark_indices), jnp.int32)
-  points = jnp.take(jnp.asarray(v_cam), idx, axis=-2)
-  return project(points, camera)[..., :2]

@@ -1,4 +1,4 @@
-"""Mesh utilities: face / vertex normals (for Eq 6) and static adjacency tables.
+"""Mesh utilities: face / vertex normals (for Eq 6); the static adjacency tables come from facernet_jax.topology.
 
 Normals follow Deng et al.: ``n_f = normalise((v1 - v2) x (v2 - v3))``, which points towards the viewer
 for triangles listed counter-clockwise as seen by the camera (the BFM's order, and the synthetic model's),
@@ -8,7 +8,9 @@ gradient instead of NaN.
 """
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from facernet_jax.topology import build_vertex_faces
+from facernet_jax.topology import vertex_neighbours
 
 # Squared lengths below this count as zero in ``safe_normalize``.
 NORM_EPS = 1e-24
@@ -51,42 +53,4 @@ def vertex_normals(vertices, triangles, vertex_faces):
   return safe_normalize(jnp.sum(gathered, axis=-2))
 
 
-def build_vertex_faces(triangles, num_vertices):
-  """Faces adjacent to each vertex: ``(N, K) int32`` padded with -1, K the largest valence (numpy).
-
-  Within a row the faces are in increasing face order.
-  """
-  tri = np.asarray(triangles, np.int64)
-  faces = np.repeat(np.arange(len(tri)), 3)
-  verts = tri.reshape(-1)
-  return _ragged_to_padded(verts, faces, num_vertices)
-
-
-def vertex_neighbours(triangles, num_vertices):
-  """Vertices sharing an edge with each vertex: ``(N, D) int32`` padded with -1 (numpy, static).
-
-  Used by the uniform Laplacian of the smoothness loss (Eq 16). Rows are sorted and unique.
-  """
-  tri = np.asarray(triangles, np.int64)
-  a = np.concatenate([tri[:, 0], tri[:, 1], tri[:, 2], tri[:, 1], tri[:, 2], tri[:, 0]])
-  b = np.concatenate([tri[:, 1], tri[:, 2], tri[:, 0], tri[:, 0], tri[:, 1], tri[:, 2]])
-  pairs = np.unique(np.stack([a, b], 1), axis=0)
-  pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-  return _ragged_to_padded(pairs[:, 0], pairs[:, 1], num_vertices)
-
-
-def _ragged_to_padded(keys, values, num_rows):
-  """Groups ``values`` by ``keys`` into a ``(num_rows, max_count)`` int32 table padded with -1."""
-  keys = np.asarray(keys, np.int64)
-  values = np.asarray(values, np.int64)
-  if keys.size and (keys.min() < 0 or keys.max() >= num_rows):
-    raise ValueError(f"triangle vertex index out of range [0, {num_rows})")
-  order = np.lexsort((values, keys))
-  keys, values = keys[order], values[order]
-  counts = np.bincount(keys, minlength=num_rows)
-  width = max(int(counts.max()) if counts.size else 0, 1)
-  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-  col = np.arange(len(keys)) - starts[keys]
-  out = np.full((num_rows, width), -1, np.int32)
-  out[keys, col] = values
-  return out
+__all__ = ['NORM_EPS', 'build_vertex_faces', 'face_normals', 'safe_normalize', 'vertex_neighbours', 'vertex_normals']

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
+from facernet_jax.data.real import aflw2000_protocol
 from facernet_jax.data.real import common
 
 _INSTRUCTIONS = """\
@@ -19,17 +20,6 @@ or <manual_dir>/AFLW2000/:
   AFLW2000-3D_crop.roi_box.npy (2000, 4)           3DDFA's crop boxes (used as crops)
   AFLW2000-3D-Reannotated.pts68.npy (2000, 2, 68)  -> feature landmarks_reannotated
 """
-
-_PROTOCOL_FILES = {
-    'pts68': 'AFLW2000-3D.pts68.npy',
-    'roi_box': 'AFLW2000-3D_crop.roi_box.npy',
-    'reannotated': 'AFLW2000-3D-Reannotated.pts68.npy',
-}
-
-
-def _row_key(pts):
-  return tuple(np.round(np.asarray(pts, np.float64)[:2].ravel(), 2))
-
 
 class Aflw20003d(common.RealFacesBuilder):
   """AFLW2000-3D: crops, pt3d_68 landmarks, yaw (Pose_Para), optional 3DDFA crops."""
@@ -59,21 +49,13 @@ class Aflw20003d(common.RealFacesBuilder):
     mats = sorted(glob.glob(os.path.join(root, 'image*.mat')))
     if not mats:
       raise self._layout_error(manual, f'no imageXXXXX.mat files in {root}')
-    protocol = {}
-    if self.builder_config.use_3ddfa:
-      for k, fname in _PROTOCOL_FILES.items():
-        for d in (manual, root):
-          if os.path.exists(os.path.join(d, fname)):
-            protocol[k] = np.load(os.path.join(d, fname), allow_pickle=False)
-            break
+    protocol = aflw2000_protocol.load_protocol(manual, root) if self.builder_config.use_3ddfa else {}
     return {'test': self._generate_examples(root, mats, protocol)}
 
   def _generate_examples(self, root, mats, protocol):
     cfg = self.builder_config
     counter = common.SkipCounter(self.name)
-    rows = {}
-    if 'pts68' in protocol:
-      rows = {_row_key(p): i for i, p in enumerate(protocol['pts68'])}
+    rows = aflw2000_protocol.ProtocolRows(protocol)
 
     def items():
       for mat in mats:
@@ -84,22 +66,14 @@ class Aflw20003d(common.RealFacesBuilder):
           counter.skip(mat, 'no image NAME.jpg next to it')
           continue
         try:
-          m = common.read_mat(mat)
-          raw = np.asarray(m['pt3d_68'], np.float64)
-          points = common.matlab_points(raw, 68)
-          yaw = float(np.degrees(np.ravel(m['Pose_Para'])[1]))
+          raw, points, yaw = aflw2000_protocol.read_annotation(mat)
         except Exception as e:  # pylint: disable=broad-except  (scipy raises many types)
           counter.skip(mat, f'bad annotation ({e!r}); expected pt3d_68 (3, 68), Pose_Para')
           continue
-        row = rows.get(_row_key(raw), -1)
-        box = None
-        if row >= 0 and 'roi_box' in protocol:
-          # 3DDFA crops img[sy:ey, sx:ex] with 0-based integer edges = continuous edges.
-          box = np.round(protocol['roi_box'][row]).astype(np.float64)
-        reann = np.full((68, 2), np.nan)
-        if row >= 0 and 'reannotated' in protocol:
-          # 0-based (Python) clicks: on average 1 px up-left of the 1-based pt3d_68.
-          reann = common.zero_based_points(protocol['reannotated'][row], 68)
+        row = rows.row(raw)
+        box = rows.roi_box(row)  # None: the landmark crop
+        reann = rows.reannotated(row)
+        reann = np.full((68, 2), np.nan) if reann is None else reann
         yield key, image, points, box, {
             'yaw': np.float32(yaw), 'protocol_index': np.int32(row),
             '_points': {'landmarks_reannotated': reann}}

@@ -4,10 +4,11 @@ import logging
 import os
 
 import numpy as np
+import scipy.io
 import tensorflow_datasets as tfds
 
+from facernet_jax import landmarks as lmk
 from facernet_jax.data import image_io
-from facernet_jax.data import landmarks as lmk
 
 DEFAULT_SIZES = (64, 120, 224)
 
@@ -20,7 +21,7 @@ class LayoutError(FileNotFoundError):
 class RealFacesConfig(tfds.core.BuilderConfig):
   """image_size: side of the square crop; box_scale: crop side / landmark-box side."""
   image_size: int = 120
-  box_scale: float = float(np.sqrt(2.0))  # 3DDFA's parse_roi_box_from_landmark
+  box_scale: float = lmk.BOX_SCALE         # 3DDFA's parse_roi_box_from_landmark
   include_flipped: bool = False            # 300W-LP only: also read *_Flip folders
   use_3ddfa: bool = True                   # AFLW2000-3D only: use 3DDFA arrays when given
 
@@ -70,17 +71,14 @@ class RealFacesBuilder(tfds.core.GeneratorBasedBuilder):
     return tfds.features.FeaturesDict(feats)
 
 
-def crop_example(image, landmarks, box=None, image_size=120, box_scale=float(np.sqrt(2.0)),
+def crop_example(image, landmarks, box=None, image_size=120, box_scale=lmk.BOX_SCALE,
                  extra_points=()):
   """Crops a square around `landmarks` (or uses `box`), resizes to image_size.
 
   Returns (crop uint8, landmarks in crop pixels float32, box float32, extra points).
   """
   if box is None:
-    x0, y0, x1, y1 = lmk.landmark_box(landmarks)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    half = box_scale * max(x1 - x0, y1 - y0) / 2
-    box = np.array([cx - half, cy - half, cx + half, cy + half])
+    box = lmk.crop_box_from_landmarks(landmarks, box_scale)
   box = np.asarray(box, np.float64)
   if not np.all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
     raise ValueError(f'degenerate crop box {box}')
@@ -109,7 +107,6 @@ class SkipCounter:
 
 def read_mat(path):
   """Loads a MATLAB .mat file (scipy; no pickle involved)."""
-  import scipy.io  # pylint: disable=g-import-not-at-top
   return scipy.io.loadmat(path)
 
 
