@@ -242,6 +242,10 @@ def test_video_frame_by_frame(workdir, tmp_path):
   assert _run(['--workdir', workdir, str(tmp_path / 'fake.mp4'), '--out', str(tmp_path / 'o2'),
                '--detector', 'none']) == 1
   assert sorted(p.name for p in (tmp_path / 'o2').iterdir()) == ['summary.json']
+  # Frames above --max-pixels: refused from the container's frame size (64 x 48 = 3072), nothing written.
+  with pytest.raises(reconstruct.InputError, match=r'clip\.avi: frames of 64 x 48 = 3,072 pixels are above'):
+    list(reconstruct.iterate_frames(path, max_pixels=3071))
+  assert len(list(reconstruct.iterate_frames(path, max_pixels=3072))) == 5
 
 
 @pytest.mark.slow
