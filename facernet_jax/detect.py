@@ -33,7 +33,10 @@ import json
 import os
 import sys
 
+import cv2
 import numpy as np
+from skimage import data as skdata
+from skimage.feature import Cascade
 
 from facernet_jax.data import image_io
 from facernet_jax.landmarks import BOX_SCALE  # crop side / landmark-box side, as the data builders
@@ -121,14 +124,6 @@ _INSTALL_HINT = ('pip install -e . installs both (or: pip install mtcnn==1.0.0 d
 
 @functools.lru_cache(maxsize=1)
 def _cascade():
-  try:
-    from skimage import data as skdata  # pylint: disable=g-import-not-at-top
-    from skimage.feature import Cascade  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise DetectorUnavailable(
-        'the cascade detector needs scikit-image (pip install scikit-image), which bundles OpenCV\'s LBP '
-        'frontal-face cascade; or pass boxes/landmarks with --faces FILE, or --detector=none for '
-        f'pre-cropped faces ({e})') from None
   return Cascade(skdata.lbp_frontal_face_cascade_filename())
 
 
@@ -197,7 +192,6 @@ def _downscale(image, max_side):
   h, w = image.shape[:2]
   s = max(1.0, max(h, w) / float(max_side))
   if s > 1:
-    import cv2  # pylint: disable=g-import-not-at-top
     image = cv2.resize(image, (max(int(round(w / s)), 1), max(int(round(h / s)), 1)),
                        interpolation=cv2.INTER_AREA)
   return np.ascontiguousarray(image), s
@@ -205,7 +199,6 @@ def _downscale(image, max_side):
 
 def detect_cascade(image, min_neighbours=6, max_side=320, scale_factor=1.1, min_size=20):
   """OpenCV's LBP frontal-face cascade (via scikit-image). Returns [Face] (score = group size)."""
-  import cv2  # pylint: disable=g-import-not-at-top
   grey, s = _downscale(cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2GRAY), max_side)
   small = grey.astype(np.float32) / 255.0
   if min(small.shape) < min_size:
@@ -250,7 +243,6 @@ DETECTORS = ('auto', 'mtcnn', 'hog', 'cascade')
 def _rotate(image, degrees):
   """The image rotated by `degrees` (counter-clockwise) on a canvas that holds all of it, and the 2x3
   affine map from rotated back to original pixels."""
-  import cv2  # pylint: disable=g-import-not-at-top
   h, w = image.shape[:2]
   m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
   c, s = abs(m[0, 0]), abs(m[0, 1])

@@ -55,14 +55,15 @@ LAYERS = [
 
 # Imports inside functions: heavy optional dependencies anywhere, and named modules whose owners are
 # moving theirs to the top (each with the reason; remove an entry once its module is clean).
-OPTIONAL_DEPENDENCIES = {'dlib'}  # the [prepare] extra; imported only when the maker runs
+# dlib: the [prepare] extra's maker and the HOG detector; mtcnn: imports TensorFlow (seconds), only when
+# the MTCNN detector runs. detect falls back to the cascade when either is not installed.
+OPTIONAL_DEPENDENCIES = {'dlib', 'mtcnn'}
 LOCAL_IMPORTS_ALLOWED = {
     'facernet_jax.train': 'issue 16 (h16a) splits train.py and moves its imports to the top',
     'facernet_jax.input_pipeline': 'moved unchanged out of train.py (issue 16, h16b)',
     'facernet_jax.train_eval': 'moved unchanged out of train.py (issue 16, h16b)',
     'facernet_jax.data.pipeline': 'issue 16 (h16b) is rewriting the input pipeline',
     'facernet_jax.data.real': 'issue 16 (h16b) is rewriting the dataset selection',
-    'facernet_jax.detect': 'issue 17 (h17b) is replacing the detector',
     'facernet_jax.face_model.convert': 'issue 16 (h16c) is reworking the converter',
 }
 
