@@ -60,6 +60,15 @@ def write_outputs(out_dir, results):
     text.append(f'{"":24s}{"SIDE(e-2)":>10s}{"MAD(deg)":>10s}{"dense NME(%)":>13s}')
     text += [f'{n:24.24s}{100 * r["side"]:10.4f}{r["mad"]:10.4f}{100 * r.get("dense_nme", np.nan):13.3f}'
              for n, r in t5]
+  if not t5:
+    text.append('\nTables 5-7 layout (SIDE, MAD; Eqs 20-21): not computed. They need ground-truth depth '
+                'maps, which only the synthetic split has (--benchmarks=synthetic with a synthetic-face-'
+                'model run); for AFLW2000-3D they would need dense ground-truth meshes from its '
+                'Shape_Para / Exp_Para, i.e. 3DDFA\'s 29-component expression basis, which the BFM '
+                'download does not include.')
+  if t3:
+    text.append('(Table 3\'s LightCNN and evolve columns are not computed: they need pretrained face-'
+                'recognition networks; docs/evaluation.md)')
   report = '\n'.join(text) + '\n'
   export.atomic_write_bytes(os.path.join(out_dir, 'tables.txt'), report.encode())
   curves = {}

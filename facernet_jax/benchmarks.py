@@ -34,6 +34,51 @@ def batch_slices(n, size):
     yield slice(start, min(start + size, n))
 
 
+_PROTOCOL_BENCHMARK = {'aflw2000_3d': 'aflw2000_3d', 'lfpa': 'aflw_lfpa'}
+_FOLDER = {'aflw2000_3d': 'AFLW2000', 'aflw_lfpa': 'AFLW_LFPA'}
+
+
+def _eval_entries(config):
+  return dict(config.get('eval_datasets', None) or {})
+
+
+def config_benchmarks(config):
+  """The benchmarks a training config implies: its eval_datasets' protocols (AFLW2000-3D, AFLW-LFPA),
+  and 'synthetic' when it uses the synthetic face model."""
+  names = [_PROTOCOL_BENCHMARK[e['protocol']] for e in _eval_entries(config).values()
+           if e.get('protocol') in _PROTOCOL_BENCHMARK]
+  if config.face_model.get('source', '') == 'synthetic':
+    names.insert(0, 'synthetic')
+  return list(dict.fromkeys(names))
+
+
+def config_folder(config, benchmark):
+  """Where training read `benchmark`'s data: AFLW2000/ or AFLW_LFPA/ in the eval entry's manual_dir,
+  else config.dataset.manual_dir, else TFDS's <data_dir>/downloads/manual (None if not named)."""
+  entry = next((e for e in _eval_entries(config).values()
+                if _PROTOCOL_BENCHMARK.get(e.get('protocol')) == benchmark), None)
+  if entry is None:
+    return None
+  manual = entry.get('manual_dir', '') or config.dataset.get('manual_dir', '')
+  if not manual:
+    data_dir = config.dataset.get('data_dir', '') or os.path.join('~', 'tensorflow_datasets')
+    manual = os.path.join(data_dir, 'downloads', 'manual')
+  manual = os.path.expanduser(manual)
+  folder = os.path.join(manual, _FOLDER[benchmark])
+  if benchmark == 'aflw2000_3d' and not os.path.isdir(folder) and glob.glob(
+      os.path.join(manual, 'image*.mat')):
+    return manual  # the flat layout the data builder accepts too
+  return folder
+
+
+def config_vertex_file(config):
+  """The AFLW-LFPA eval entry's vertex_file (34 vertex indices), or None."""
+  for e in _eval_entries(config).values():
+    if e.get('protocol') == 'lfpa' and e.get('vertex_file'):
+      return os.path.expanduser(e['vertex_file'])
+  return None
+
+
 def run_synthetic(rec, num_examples=-1):
   """Synthetic test split (ground-truth landmarks, yaw, depth, mesh): NME by yaw bin (Table 2 layout),
   L1 / PSNR / SSIM in the face region (Table 3), SIDE / MAD (Eqs 20-21, Tables 5-7), dense NME after ICP."""

@@ -102,12 +102,17 @@ def benchmark_main(argv):
   src.add_argument('--checkpoint', help='one checkpoint directory')
   p.add_argument('--config', help='config .py to use instead of the checkpoint\'s (same architecture)')
   p.add_argument('--out', help='output folder (default: WORKDIR/eval)')
-  p.add_argument('--benchmarks', default='synthetic',
-                 help='comma-separated: synthetic, aflw2000_3d, aflw_lfpa')
-  p.add_argument('--aflw2000', help='folder with AFLW2000-3D imageXXXXX.jpg + .mat')
+  p.add_argument('--benchmarks', default='auto',
+                 help="comma-separated: synthetic, aflw2000_3d, aflw_lfpa; 'auto' (default): the "
+                      "evaluation datasets of the model's config (config.eval_datasets, e.g. the paper "
+                      "config's AFLW2000-3D and AFLW-LFPA), or synthetic for a synthetic-face-model run")
+  p.add_argument('--aflw2000', help='folder with AFLW2000-3D imageXXXXX.jpg + .mat (default: '
+                 "AFLW2000/ in the config's dataset manual_dir)")
   p.add_argument('--protocol-dir', help="folder with 3DDFA's AFLW2000-3D arrays (roi boxes, re-annotation)")
-  p.add_argument('--lfpa', help='AFLW-LFPA folder (test/NAME.jpg + NAME.mat with pt2d (2, 34))')
-  p.add_argument('--lfpa-points', help='.npy with the 34 face-model vertex indices of the LFPA landmarks')
+  p.add_argument('--lfpa', help='AFLW-LFPA folder (test/NAME.jpg + NAME.mat with pt2d (2, 34); default: '
+                 "AFLW_LFPA/ in the config's dataset manual_dir)")
+  p.add_argument('--lfpa-points', help='.npy with the 34 face-model vertex indices of the LFPA landmarks '
+                 "(default: the config's eval_datasets.<lfpa>.vertex_file)")
   p.add_argument('--max-examples', type=int, default=-1, help='limit per benchmark (-1: all)')
   p.add_argument('--batch-size', type=int, default=16)
   args = p.parse_args(argv)
@@ -119,30 +124,48 @@ def benchmark_main(argv):
   if args.config:
     rec = inference.Reconstructor(load_config_file(args.config), rec.variables, args.batch_size, None)
   names = [b.strip() for b in args.benchmarks.split(',') if b.strip()]
+  synthetic_model = rec.config.face_model.get('source', '') == 'synthetic'
+  if names == ['auto']:
+    names = benchmarks.config_benchmarks(rec.config)
+    if not names:
+      raise InputError('the model\'s config names no evaluation datasets (config.eval_datasets) and '
+                       'does not use the synthetic face model: choose --benchmarks=aflw2000_3d '
+                       'and/or aflw_lfpa with their data folders')
+    benchmarks.progress(f"benchmarks of the model's config: {', '.join(names)}")
   unknown = set(names) - {'synthetic', 'aflw2000_3d', 'aflw_lfpa'}
   if unknown:
     raise InputError(f'unknown benchmarks {sorted(unknown)}; choose from synthetic, aflw2000_3d, aflw_lfpa')
   results = []
   for name in names:
     if name == 'synthetic':
-      if rec.config.face_model.get('source', '') != 'synthetic' and not args.config:
-        benchmarks.progress('skipping synthetic: the model does not use the synthetic face model')
-        continue
+      if not synthetic_model and not args.config:
+        raise InputError(f'the synthetic benchmark needs the synthetic face model; this model uses '
+                         f'{rec.config.face_model.get("source", "")!r}: choose '
+                         '--benchmarks=aflw2000_3d,aflw_lfpa (the default, auto, picks them from '
+                         'the config when it names them)')
       results.append(benchmarks.run_synthetic(rec, args.max_examples))
     elif name == 'aflw2000_3d':
-      if not args.aflw2000:
-        raise InputError('aflw2000_3d needs --aflw2000=FOLDER (imageXXXXX.jpg + .mat)')
-      results.append(benchmarks.run_aflw2000(rec, args.aflw2000, args.protocol_dir, args.max_examples))
+      folder = args.aflw2000 or benchmarks.config_folder(rec.config, 'aflw2000_3d')
+      if not folder:
+        raise InputError('aflw2000_3d needs --aflw2000=FOLDER (imageXXXXX.jpg + .mat), or '
+                         'AFLW2000/ in the config\'s dataset.manual_dir')
+      results.append(benchmarks.run_aflw2000(rec, folder, args.protocol_dir, args.max_examples))
     elif name == 'aflw_lfpa':
-      if not (args.lfpa and args.lfpa_points):
+      folder = args.lfpa or benchmarks.config_folder(rec.config, 'aflw_lfpa')
+      points_file = args.lfpa_points or benchmarks.config_vertex_file(rec.config)
+      if not (folder and points_file):
         raise InputError('aflw_lfpa needs --lfpa=FOLDER and --lfpa-points=FILE.npy (34 vertex indices of the '
-                         'face model; see docs/evaluation.md)')
-      points = nme_protocol.read_npy(args.lfpa_points, '--lfpa-points', 'iu', 'integer vertex indices')
-      results.append(benchmarks.run_lfpa(rec, args.lfpa, points, args.max_examples))
+                         'face model; see docs/evaluation.md), or the config\'s AFLW_LFPA/ folder and '
+                         'eval_datasets vertex_file')
+      points = nme_protocol.read_npy(points_file, '--lfpa-points', 'iu', 'integer vertex indices')
+      results.append(benchmarks.run_lfpa(rec, folder, points, args.max_examples))
+  if not results:
+    raise InputError('no benchmark ran; nothing written')
   out_dir = args.out or os.path.join(path, 'eval')
   report = benchmark_outputs.write_outputs(out_dir, results)
   print(report)
-  print(f'written to {out_dir}: tables.txt, results.json, ced_*.png')
+  written = ['tables.txt', 'results.json'] + [f'ced_{r["name"]}.png' for r in results]
+  print(f'written to {out_dir}: {", ".join(written)}')
   return 0
 
 

@@ -568,6 +568,7 @@ def train_and_evaluate(config, workdir):
   builders = input_pipeline.prepare_datasets(config)
   steps_per_epoch = max(
       input_pipeline.split_size(builders, config.dataset.train_split) // config.batch_size, 1)
+  eval_sets = input_pipeline.prepare_eval_datasets(config, builders)
   total_steps = num_train_steps(config, steps_per_epoch)
   p_train_step, p_eval_step, tx = make_steps(config, parallel, steps_per_epoch)
   network, decoder = create_networks(config, bn_axis_name=parallel.bn_axis_name)
@@ -637,11 +638,9 @@ def train_and_evaluate(config, workdir):
       train_eval.write_image_summaries(config, parallel, p_eval_step, state, batch, writer, step)
 
     if config.eval_every_steps > 0 and (step % config.eval_every_steps == 0 or step == total_steps):
-      eval_metrics = train_eval.evaluate(config, parallel, p_eval_step, state, builders,
-                              config.dataset.eval_split, config.num_eval_batches)
-      writer.write_scalars(step, {f'eval/{k}': v for k, v in eval_metrics.items()})
-      _log('eval (%s) step %d: NME %.2f%%  PSNR %.2f dB  SSIM %.4f', config.dataset.eval_split,
-           step, eval_metrics['nme'], eval_metrics['psnr'], eval_metrics['ssim'])
+      evals = train_eval.run_evaluation(config, parallel, p_eval_step, state, eval_sets['eval'],
+                                        'eval', step, writer, config.num_eval_batches)
+      eval_metrics = next(iter(evals.values()))
 
     if step % config.checkpoint_every_steps == 0 or step == total_steps:
       save_checkpoint(manager, state_to_host_dict(parallel.get_state(state)), config,
@@ -653,11 +652,12 @@ def train_and_evaluate(config, workdir):
   final_state = parallel.get_state(state)
   result = {'eval': eval_metrics, 'train_seconds': time.time() - t_start}
   if config.final_test:
-    test = train_eval.evaluate(config, parallel, p_eval_step, state, builders,
-                               config.dataset.test_split, -1)
-    writer.write_scalars(total_steps, {f'test/{k}': v for k, v in test.items()})
+    tests = train_eval.run_evaluation(config, parallel, p_eval_step, state, eval_sets['test'],
+                                      'test', total_steps, writer, -1)
+    label, test = next(iter(tests.items()))
     result['test'] = test
-    _log(verdict(config, test))
+    result['test_datasets'] = tests
+    _log(verdict(config, test, label))
     if jax.process_index() == 0:
       with open(os.path.join(workdir, 'final_metrics.json'), 'w') as f:
         json.dump({'step': int(final_state.step), **_jsonable(result)}, f, indent=2)
@@ -680,11 +680,11 @@ def _train_arrays(batch):
   return {k: batch[k] for k in keys}
 
 
-def verdict(config, test):
-  """The end-of-training line: NME and PSNR on the test split against the configured targets."""
+def verdict(config, test, label=None):
+  """The end-of-training line: NME and PSNR on the (first) test set against the configured targets."""
   nme_ok = test['nme'] <= config.target_nme
   psnr_ok = test['psnr'] >= config.target_psnr
-  return (f'test split ({config.dataset.test_split}, {int(test["num_images"])} images): '
+  return (f'test split ({label or config.dataset.test_split}, {int(test["num_images"])} images): '
           f'NME {test["nme"]:.2f}% <= {config.target_nme}%: {"PASS" if nme_ok else "FAIL"}; '
           f'PSNR {test["psnr"]:.2f} dB >= {config.target_psnr} dB: '
           f'{"PASS" if psnr_ok else "FAIL"}; SSIM {test["ssim"]:.4f}')

@@ -60,10 +60,6 @@ LAYERS = [
 OPTIONAL_DEPENDENCIES = {'dlib', 'mtcnn'}
 LOCAL_IMPORTS_ALLOWED = {
     'facernet_jax.train': 'issue 16 (h16a) splits train.py and moves its imports to the top',
-    'facernet_jax.input_pipeline': 'moved unchanged out of train.py (issue 16, h16b)',
-    'facernet_jax.train_eval': 'moved unchanged out of train.py (issue 16, h16b)',
-    'facernet_jax.data.pipeline': 'issue 16 (h16b) is rewriting the input pipeline',
-    'facernet_jax.data.real': 'issue 16 (h16b) is rewriting the dataset selection',
     'facernet_jax.face_model.convert': 'issue 16 (h16c) is reworking the converter',
 }
 

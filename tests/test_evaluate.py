@@ -277,3 +277,31 @@ def test_plot_ced_writes_png(tmp_path):
   assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
   assert cv2.imread(str(path)).shape == (400, 500, 3)  # figsize (5, 4) at 100 dpi
   assert not [p for p in tmp_path.iterdir() if p.name.startswith('.tmp-')]
+
+
+def test_default_benchmarks_follow_the_config_and_a_bfm_model_gets_an_error(tmp_path, capsys,
+                                                                            monkeypatch):
+  """On a BFM model `synthetic` is an error (it used to exit 0 with an empty table and claim CED
+  plots); `auto` (the default) takes the config's evaluation datasets, or errors when it has none."""
+  import ml_collections
+  from facernet_jax import benchmarks
+  from facernet_jax import inference
+  from facernet_jax.configs import default, paper
+  bfm = default.get_config()
+  bfm.face_model.source = str(tmp_path / 'bfm_front_199.npz')
+  loaded = type('Loaded', (), {'config': bfm, 'variables': {}})
+  monkeypatch.setattr(inference, 'load_model', lambda *a, **k: loaded)
+  out = tmp_path / 'eval'
+  for args in (['--benchmarks', 'synthetic'], []):
+    assert evaluate.main(['--workdir', str(tmp_path), '--out', str(out)] + args) == 2
+    err = capsys.readouterr().err
+    assert 'bfm_front_199.npz' in err or 'names no evaluation datasets' in err, err
+    assert not out.exists()  # nothing written
+  # The paper config names AFLW2000-3D and AFLW-LFPA, with the folders training reads.
+  c = ml_collections.ConfigDict(paper.get_config().to_dict())
+  c.dataset.manual_dir = str(tmp_path / 'DATA')
+  assert benchmarks.config_benchmarks(c) == ['aflw2000_3d', 'aflw_lfpa']
+  assert benchmarks.config_folder(c, 'aflw2000_3d') == str(tmp_path / 'DATA' / 'AFLW2000')
+  assert benchmarks.config_folder(c, 'aflw_lfpa') == str(tmp_path / 'DATA' / 'AFLW_LFPA')
+  assert benchmarks.config_vertex_file(c) == 'lfpa_34_vertices.npy'
+  assert benchmarks.config_benchmarks(default.get_config()) == ['synthetic']

@@ -99,3 +99,54 @@ def test_eval_pipeline_pads_and_marks_valid(process_count):
       seen.extend(b['id'][b['valid']].tolist())
   assert len(set(counts)) == 1  # every process runs the same number of steps
   assert sorted(seen) == list(range(N))
+
+
+# ----------------------------------------------------------------------------- several sources
+
+def _tagged(n, tag, size=8):
+  """Examples whose landmarks hold (tag, index) so each batch shows where it came from."""
+  lm = np.zeros((n, 68, 2), np.float32)
+  lm[:, 0, 0], lm[:, 0, 1] = tag, np.arange(n)
+  return tf.data.Dataset.from_tensor_slices({
+      'image': np.full((n, size, size, 3), 10 * tag, np.uint8), 'landmarks': lm})
+
+
+def _mixed(start=0, weights=(1.0, 3.0), gbs=8):
+  return pipeline.create_input_pipeline(
+      [_tagged(11, 0), _tagged(29, 1)], 'train', gbs, image_size=8, seed=5, augment=False,
+      start_position=start, shuffle_buffer=64, process_index=0, process_count=1,
+      local_device_count=1, weights=weights, keys=['image', 'landmarks'])
+
+
+def test_sources_are_interleaved_with_the_stated_weights():
+  it = _mixed()
+  tags = np.concatenate([next(it)['landmarks'][0, :, 0, 0] for _ in range(96)])  # 768 picks
+  assert abs(np.mean(tags == 1) - 0.75) < 0.05  # weights 1:3 (binomial sd 0.015)
+  # Mixed example by example, not source after source: both in every window of 64 (a window of
+  # one source only has probability 0.75**64 ~ 1e-8).
+  windows = tags.reshape(-1, 64)
+  assert np.all((windows == 0).any(1) & (windows == 1).any(1))
+  # Each source still runs whole epochs: its first 11 (resp. 29) picks are a permutation.
+  it = _mixed()
+  picks = np.concatenate([next(it)['landmarks'][0, :, 0, :] for _ in range(40)])
+  for tag, n in ((0, 11), (1, 29)):
+    idx = picks[picks[:, 0] == tag][:, 1]
+    np.testing.assert_array_equal(np.sort(idx[:n]), np.arange(n))
+  # Default weights: proportional to the sizes (11 : 29).
+  np.testing.assert_allclose(pipeline.mixture_weights(None, [11, 29]), [11 / 40, 29 / 40])
+  with pytest.raises(ValueError, match='one positive number per source'):
+    pipeline.mixture_weights([1.0, 0.0], [11, 29])
+
+
+def test_mixture_restores_exactly_at_a_saved_position():
+  it = _mixed()
+  for _ in range(700):  # 5600 picks: past the first MIX_BLOCK of 4096 and several epochs of both
+    next(it)
+  want = [next(it) for _ in range(3)]
+  np.testing.assert_array_equal(
+      pipeline.mixture_counts(5, pipeline.mixture_weights((1.0, 3.0), [11, 29]), 10).sum(), 10)
+  restored = _mixed(start=5600)
+  for a in want:
+    b = next(restored)
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k], err_msg=k)

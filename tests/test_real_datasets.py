@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from facernet_jax.data import image_io
@@ -231,3 +232,60 @@ def test_read_image_conversions_and_errors(tmp_path):
   skipped = []
   assert image_io.read_image_lenient(tmp_path / 'cut.jpg', skipped) is None
   assert skipped == [str(tmp_path / 'cut.jpg')]
+
+
+def test_interleaved_builders_resume_without_decoding_the_skipped_examples(built, monkeypatch):
+  builders, _, _ = built
+  sources = [builders['w300lp'], builders['celeba68']]  # 2 and 1 examples
+  make = lambda start: pipeline.create_input_pipeline(
+      sources, 'train', 2, image_size=S, seed=4, augment=True, start_position=start,
+      process_index=0, process_count=1, local_device_count=1, keys=['image', 'landmarks'],
+      weights=(2.0, 1.0), prefetch=0, num_parallel_calls=1)
+  full = make(0)
+  want = [next(full) for _ in range(22)][20:]  # the batches at positions 40 and 42
+  decoded = []
+  original = tfds.features.Image.decode_example
+
+  def counting(self, example):  # counts decodes when the graph runs, not when it is traced
+    count = tf.py_function(lambda: decoded.append(1) or 0, [], tf.int64)
+    with tf.control_dependencies([count]):
+      return tf.identity(original(self, example))
+
+  monkeypatch.setattr(tfds.features.Image, 'decode_example', counting)
+  restored = make(40)
+  got = [next(restored) for _ in range(2)]
+  for a, b in zip(want, got):
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  # 4 examples were used; the 40 before the position were skipped as undecoded records.
+  assert 4 <= len(decoded) <= 10, len(decoded)
+
+
+def test_builder_config_follows_the_image_size(built, tmp_path):
+  assert real.builder('w300lp', 64).builder_config.name == 'size64'
+  custom = real.builder('w300lp', 48)
+  assert custom.builder_config.image_size == 48 and custom.info.features['image'].shape == (48, 48, 3)
+
+
+def test_training_reads_the_manual_dir_of_the_config(tmp_path):
+  from facernet_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from facernet_jax.configs import paper  # pylint: disable=g-import-not-at-top
+  man = tmp_path / 'downloads_here'
+  pts = _face_points()
+  _write_jpg(man / '300W_LP' / 'AFW' / 'AFW_1_0.jpg', _dot_image(240, 220, *pts[30]))
+  scipy.io.savemat(man / '300W_LP' / 'AFW' / 'AFW_1_0.mat', {'pt2d': (pts + 0.5).T})
+  config = paper.get_config()
+  config.dataset.name, config.image_size = 'w300lp', 24
+  config.dataset.data_dir = str(tmp_path / 'tfds')
+  # No manual_dir: TFDS's default folder, which the error names with the field to set instead.
+  with pytest.raises(real.LayoutError) as e:
+    input_pipeline.dataset_source(config)
+  msg = str(e.value)
+  assert os.path.join(str(tmp_path / 'tfds'), 'downloads', 'manual') in msg
+  assert '--config.dataset.manual_dir' in msg and '300W_LP/AFW' in msg and 'Download 300W-LP' in msg
+  config.dataset.manual_dir = str(man)
+  (builder,) = input_pipeline.dataset_source(config)
+  assert builder.info.splits['train'].num_examples == 1
+  (ex,) = _examples(builder, 'train')
+  assert ex['image'].shape == (24, 24, 3)  # crops at config.image_size, not a 64 / 120 variant
+  np.testing.assert_allclose(ex['landmarks'], _expected_crop(pts, 24), atol=1e-3)

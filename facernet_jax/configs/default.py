@@ -65,6 +65,12 @@ def get_config():
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = 'synthetic_faces'
   config.dataset.data_dir = ''  # '' = TFDS default (~/tensorflow_datasets).
+  # Real data only: the folder you downloaded the datasets into ('' = <data_dir>/downloads/manual/);
+  # layouts in docs/data_and_losses.md.
+  config.dataset.manual_dir = ''
+  # Real data with several sources ('a+b'): one sampling weight per source, interleaved example by
+  # example; () = proportional to their sizes (docs/data_and_losses.md).
+  config.dataset.weights = ()
   config.dataset.train_split = 'train'
   config.dataset.eval_split = 'validation'
   config.dataset.test_split = 'test'

@@ -1,7 +1,9 @@
 """The paper's setting (Sec 3.4, 4.1): BFM, 300W-LP + CelebA, 64x64 inputs, Adam 1e-3, batch 4.
 
-Needs data you bring (README "Data you bring"): the converted BFM 2009 with all 199 shape /
-texture components, and 300W-LP + CelebA (68 landmarks) in TFDS manual folders. Loss weights are
+Needs data you bring (README "Data you bring"; the commands are in docs/data_and_losses.md, "The
+paper config, step by step"): the converted BFM 2009 with all 199 shape / texture components, and
+300W-LP + CelebA (68 landmarks) for training, AFLW2000-3D and AFLW-LFPA for evaluation, all in one
+folder given as --config.dataset.manual_dir. Loss weights are
 Eq 11's: 400 / 2000 / 100 / 2 / 50 / 1; L_land_error starts after the fifth epoch.
 """
 import ml_collections
@@ -31,9 +33,24 @@ def get_config():
   config.render_geometry_gradient = True  # Eq 11 trains everything jointly through the render
 
   config.dataset.name = 'w300lp+celeba68'
+  # The folder holding 300W_LP/, img_align_celeba/ + celeba_68.csv, AFLW2000/ and AFLW_LFPA/ as
+  # downloaded (docs/data_and_losses.md); '' = <data_dir>/downloads/manual/.
+  config.dataset.manual_dir = ''
+  # 300W-LP : CelebA sampling weights; () = proportional to their sizes (61,225 : 202,599), the
+  # mixture the paper's concatenated training set implies, now interleaved example by example.
+  config.dataset.weights = ()
   config.dataset.train_split = 'train'
-  config.dataset.eval_split = 'aflw2000_3d'
-  config.dataset.test_split = 'aflw2000_3d'
+  # dataset.eval_split / test_split are not used: the paper has no validation split and evaluates,
+  # during training and at the end, on its test datasets (config.eval_datasets).
+  # Evaluation datasets (during training every eval_every_steps, and at the end): their own
+  # datasets, not splits of the training mixture. points 68 = the model's landmarks; 34 = the
+  # AFLW-LFPA points, read off the face-model vertices in vertex_file (docs/evaluation.md).
+  config.eval_datasets = ml_collections.ConfigDict()
+  config.eval_datasets.aflw2000_3d = ml_collections.ConfigDict(dict(
+      name='aflw2000_3d', split='test', points=68, protocol='aflw2000_3d', manual_dir=''))
+  config.eval_datasets.aflw_lfpa = ml_collections.ConfigDict(dict(
+      name='aflw_lfpa', split='test', points=34, protocol='lfpa', manual_dir='',
+      vertex_file='lfpa_34_vertices.npy'))
   config.dataset.augment = True  # Sec 4.1: flip / rotation (p = 0.5 each), colour x U(0.6, 1.2).
   config.dataset.synthetic = None
 

@@ -13,9 +13,17 @@ The position is the number of *global* examples consumed
 (= batches yielded * global_batch_size); restoring at a position p rebuilds the
 stream at epoch (p / process_count) // n and skips the rest of that epoch
 without decoding, so the next batches are identical to the uninterrupted run.
+
+Several sources (e.g. 300W-LP + CelebA) are interleaved example by example: pick number i of the
+local stream comes from source k with probability weights[k], drawn in blocks of `MIX_BLOCK` picks
+from numpy generators seeded by (seed, block). Each source runs its own epochs as above. Restoring
+at a position recounts the picks before it (cheap: no data is read), starts each source at its own
+epoch and skips its own remainder, still on the undecoded records; images are decoded only after
+the skip.
 """
 from typing import Any, Iterator
 
+import jax
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -27,7 +35,6 @@ _SEED_MIX = 0x9E3779B1  # keeps epoch seeds of nearby base seeds apart.
 
 def _resolve_processes(process_index, process_count, local_device_count):
   if None in (process_index, process_count, local_device_count):
-    import jax  # pylint: disable=g-import-not-at-top
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
     local_device_count = (jax.local_device_count() if local_device_count is None
@@ -105,6 +112,47 @@ def _to_device_batches(batch, local_device_count):
   return {k: reshape(v) for k, v in batch.items()}
 
 
+MIX_BLOCK = 4096
+
+
+def _source_name(source):
+  return getattr(source, 'name', None) or (source if isinstance(source, str) else 'the source')
+
+
+def mixture_weights(weights, sizes):
+  """Normalised mixture probabilities; None = proportional to `sizes`."""
+  w = np.asarray(sizes if weights is None or len(weights) == 0 else weights, np.float64)
+  if w.shape != (len(sizes),) or not np.all(np.isfinite(w)) or np.any(w <= 0):
+    raise ValueError(f'mixture weights {weights!r}: need one positive number per source '
+                     f'({len(sizes)} sources)')
+  return w / w.sum()
+
+
+def _selector_block(seed, block, probs):
+  rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(block), 0x5EED])
+  return rng.choice(len(probs), MIX_BLOCK, p=probs).astype(np.int64)
+
+
+def mixture_counts(seed, probs, position):
+  """How many of the first `position` picks of the mixture took each source."""
+  full, part = divmod(int(position), MIX_BLOCK)
+  counts = np.zeros(len(probs), np.int64)
+  for b in range(full):
+    counts += np.bincount(_selector_block(seed, b, probs), minlength=len(probs))
+  if part:
+    counts += np.bincount(_selector_block(seed, full, probs)[:part], minlength=len(probs))
+  return counts
+
+
+def mixture_selector(seed, probs, position):
+  """tf.data stream of source indices from pick `position` on (see the module docstring)."""
+  first, part = divmod(int(position), MIX_BLOCK)
+  block = lambda b: _selector_block(seed, b, probs)
+  blocks = tf.data.Dataset.range(first, 2**62).map(
+      lambda b: tf.ensure_shape(tf.numpy_function(block, [b], tf.int64), [MIX_BLOCK]))
+  return blocks.unbatch().skip(part)
+
+
 class InputPipeline:
   """Iterator of numpy batches {key: (local_devices, per_device_batch, ...)}.
 
@@ -134,12 +182,13 @@ def create_input_pipeline(source, split, global_batch_size, *, image_size, seed=
                           process_count=None, local_device_count=None,
                           shuffle=True, shuffle_buffer=10_000, prefetch=2,
                           num_parallel_calls=None, data_dir=None,
-                          keys=None) -> InputPipeline:
+                          keys=None, weights=None) -> InputPipeline:
   """Infinite training iterator (see the module docstring).
 
   Args:
     source: a TFDS builder (built), a registered TFDS name (with `data_dir`),
-      or a tf.data.Dataset of example dicts (then `split` is ignored).
+      or a tf.data.Dataset of example dicts (then `split` is ignored); or a list of
+      them, interleaved with `weights` (all TFDS, or all tf.data, with common keys).
     split: TFDS split name, e.g. 'train'.
     global_batch_size: examples per step over all processes and devices; must
       divide by process_count * local_device_count.
@@ -150,7 +199,10 @@ def create_input_pipeline(source, split, global_batch_size, *, image_size, seed=
     process_index, process_count, local_device_count: default from jax.
     shuffle, shuffle_buffer: per-epoch seeded shuffle buffer.
     prefetch: batches prefetched by tf.data (0 = none).
-    keys: optional list of feature names to keep (default all).
+    keys: optional list of feature names to keep (default all; several sources:
+      the features they share).
+    weights: one positive number per source (normalised); None = proportional
+      to the sources' sizes, i.e. the mixture of the concatenated datasets.
   Returns:
     InputPipeline with images float32 [0, 1], landmarks float32, yaw float32
     and every other feature passed through.
@@ -163,19 +215,57 @@ def create_input_pipeline(source, split, global_batch_size, *, image_size, seed=
     raise ValueError(f'start_position {start_position} is not a multiple of '
                      f'global_batch_size {global_batch_size}')
   local_batch = global_batch_size // pc
-  ds, decode, n = _load_source(source, split, pi, pc, data_dir)
-  if n <= 0:
-    raise ValueError(f'split {split!r} has no examples for process {pi} of {pc}')
+  sources = list(source) if isinstance(source, (list, tuple)) else [source]
+  loaded = [_load_source(src, split, pi, pc, data_dir) for src in sources]
+  for (_, _, n), src in zip(loaded, sources):
+    if n <= 0:
+      raise ValueError(f'split {split!r} of {_source_name(src)} has no examples for process {pi} '
+                       f'of {pc}')
   local_start = start_position // pc
-  first_epoch, skip = divmod(local_start, n)
 
-  def epoch_ds(epoch):
-    if not shuffle:
-      return ds
-    s = (tf.cast(epoch, tf.int64) * _SEED_MIX + seed * 1_000_003 + 17) % (2**31 - 1)
-    return ds.shuffle(min(shuffle_buffer, n), seed=s, reshuffle_each_iteration=False)
+  def epochs(k, first_epoch):
+    ds, _, n = loaded[k]
 
-  stream = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch_ds).skip(skip)
+    def epoch_ds(epoch):
+      if not shuffle:
+        return ds
+      s = (tf.cast(epoch, tf.int64) * _SEED_MIX + seed * 1_000_003 + 17 + k * 7_919) % (2**31 - 1)
+      return ds.shuffle(min(shuffle_buffer, n), seed=s, reshuffle_each_iteration=False)
+
+    return tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch_ds)
+
+  if len(sources) == 1:
+    ds, decode, n = loaded[0]
+    first_epoch, skip = divmod(local_start, n)
+    stream = epochs(0, first_epoch).skip(skip)
+  else:
+    probs = mixture_weights(weights, [n for _, _, n in loaded])
+    counts = mixture_counts(seed, probs, local_start)
+    common_keys = set.intersection(*(set(ds.element_spec) for ds, _, _ in loaded))
+    wanted = [k for k in (keys if keys is not None else sorted(common_keys))]
+    missing = [k for k in wanted if k not in common_keys]
+    if missing:
+      raise ValueError(f'features {missing} are not in every source; keep only common keys')
+    kinds = {ds.element_spec['image'].dtype for ds, _, _ in loaded}
+    if len(kinds) > 1:
+      raise ValueError('sources to interleave must all be TFDS builders or all tf.data datasets '
+                       f'(their undecoded images have dtypes {sorted(map(str, kinds))})')
+    streams = []
+    for k, (_, _, n) in enumerate(loaded):
+      first_epoch, skip = divmod(int(counts[k]), n)
+      streams.append(epochs(k, first_epoch).skip(skip).map(
+          lambda ex, k=k: {**{key: ex[key] for key in wanted}, '_source': tf.constant(k, tf.int64)}))
+    stream = tf.data.Dataset.choose_from_datasets(
+        streams, mixture_selector(seed, probs, local_start), stop_on_empty_dataset=True)
+    decoders = [d for _, d, _ in loaded]
+
+    def decode(ex):  # Each source decodes its own images (after the skip and the mixing).
+      ex = dict(ex)
+      k = tf.cast(ex.pop('_source'), tf.int32)
+      ex['image'] = tf.switch_case(
+          k, [lambda d=d: d({'image': ex['image']})['image'] for d in decoders])
+      return ex
+
   stream = tf.data.Dataset.zip(tf.data.Dataset.range(local_start, 2**62), stream)
 
   def process(index, ex):

@@ -44,11 +44,15 @@ class RealFacesBuilder(tfds.core.GeneratorBasedBuilder):
     return RealFacesConfig(name=name, image_size=image_size, **overrides)
 
   def _manual_root(self, dl_manager):
-    """manual_dir as a path, with a helpful error when it is not there."""
-    path = getattr(dl_manager, '_manual_dir', None)
+    """manual_dir as a path, with an error saying what is missing, where it goes and how to get it."""
+    try:
+      path, problem = dl_manager.manual_dir, ''
+    except AssertionError as e:  # TFDS: "Manual directory X does not exist or is empty. ..."
+      path, problem = None, str(e).split('. ')[0]
     if path is None or not os.path.isdir(os.fspath(path)):
       raise LayoutError(
-          f'{self.name}: manual folder {path} does not exist. Expected layout:\n'
+          f'{self.name}: {problem or f"manual folder {path} does not exist"}. Put the downloaded data there and pass '
+          f'it as manual_dir (training: --config.dataset.manual_dir=FOLDER). Expected layout:\n'
           f'{self.MANUAL_DOWNLOAD_INSTRUCTIONS}')
     return os.fspath(path)
 
