@@ -1,139 +1,200 @@
-"""Inference speed: jitted eval-mode forward pass, median milliseconds per call.
+"""Inference speed side by side: JAX jit, ONNX Runtime and LiteRT, median milliseconds per call.
 
-Batch 1 and 32 at 64 / 120 / 224 px, on CPU with one thread and with all threads (each setting
-runs in its own process, since XLA reads its thread flags at start-up), and on a GPU when JAX
-sees one. Timings exclude compilation; every call waits for its result (block_until_ready).
-On a machine shared with other jobs the numbers are noisy: read medians, compare within a run.
+For each network (paper, default, mobilenetv2, ...) and size, with 1 thread and with all threads, batch
+1 and 32: the jitted JAX eval forward pass (config.model.depthwise 'auto', i.e. the shifted depthwise
+convs on CPU; `--backends jax-conv` adds the grouped-conv form), the exported ONNX file in onnxruntime
+and the exported TFLite file in LiteRT (facernet_jax.deploy). Every setting runs in its own process,
+since XLA reads its thread flags at start-up; 1 thread = XLA's single-thread Eigen flags + `taskset -c
+0`, 1 ORT / LiteRT thread. Same random weights (with non-trivial BatchNorm statistics) for every
+backend; timings exclude compilation / session creation; each JAX call waits for its result. The
+files are exported once by the parent process. On a shared machine read medians and compare within
+a run; the script prints `uptime` before and after.
 
-  python experiments/bench_inference.py [--models facernet mobilenetv2] [--sizes 64 120 224]
+  python experiments/bench_inference.py [--models paper default mobilenetv2] [--sizes 64 120]
+      [--batches 1 32] [--backends jax onnx tflite] [--settings cpu-1-thread cpu-all-threads]
 """
 import argparse
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+sys.path.insert(0, REPO)
 ONE_THREAD_FLAGS = ('--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1 '
                     'inter_op_parallelism_threads=1')
+BACKENDS = ('jax', 'jax-conv', 'onnx', 'tflite')
 
 
-def time_model(name, kwargs, sizes, batches, min_time=1.0, max_reps=200):
-  """Returns rows {model, size, batch, median_ms, p10_ms, p90_ms, reps, compile_s} in this process."""
-  sys.path.insert(0, REPO)
-  import jax
-  import jax.numpy as jnp
-  import numpy as np
-  from facernet_jax.models import create_model
-
-  model = create_model(name, **kwargs)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))))
-  rng = np.random.default_rng(0)
-  # Random variables filled on the host: speed does not depend on their values.
-  variables = jax.tree.map(lambda s: jnp.asarray(rng.normal(0, 0.05, s.shape), s.dtype), shapes)
-  fwd = jax.jit(lambda v, x: model.apply(v, x, train=False))
-  rows = []
-  for size in sizes:
-    for batch in batches:
-      x = jnp.asarray(rng.uniform(size=(batch, size, size, 3)), jnp.float32)
-      t0 = time.perf_counter()
-      fwd(variables, x).block_until_ready()
-      compile_s = time.perf_counter() - t0
-      for _ in range(3):
-        fwd(variables, x).block_until_ready()
-      times, start = [], time.perf_counter()
-      while len(times) < max_reps and (len(times) < 5 or time.perf_counter() - start < min_time):
-        t = time.perf_counter()
-        fwd(variables, x).block_until_ready()
-        times.append(1e3 * (time.perf_counter() - t))
-      rows.append(dict(model=name, kwargs=str(kwargs), size=size, batch=batch,
-                       median_ms=float(np.median(times)), p10_ms=float(np.percentile(times, 10)),
-                       p90_ms=float(np.percentile(times, 90)), reps=len(times),
-                       compile_s=compile_s, backend=jax.default_backend(),
-                       devices=str(jax.devices()[0])))
-      print(json.dumps(rows[-1]), flush=True)
-  return rows
-
-
-def run_child(setting, args):
-  env = dict(os.environ)
-  if setting == 'gpu':
-    env.pop('JAX_PLATFORMS', None)
+def model_config(name, size):
+  """A ConfigDict with .model and .image_size for a benchmark network name."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from facernet_jax.configs import default, paper  # pylint: disable=g-import-not-at-top
+  if name == 'paper':
+    config = paper.get_config()
   else:
-    env['JAX_PLATFORMS'] = 'cpu'
-    if setting == 'cpu-1-thread':
-      env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') + ' ' + ONE_THREAD_FLAGS).strip()
-  cmd = [sys.executable, os.path.abspath(__file__), '--child', setting,
-         '--sizes', *map(str, args.sizes), '--batches', *map(str, args.batches),
-         '--models', *args.models, '--min-time', str(args.min_time),
-         '--depthwise', *args.depthwise]
-  pre = ['taskset', '-c', '0'] if setting == 'cpu-1-thread' and _has_taskset() else []
+    config = default.get_config()
+    extra = {'mobilenetv2': {'name': 'mobilenetv2'}, 'resnet50': {'name': 'resnet50'},
+             'densenet121': {'name': 'densenet121'}, 'facernet': {'name': 'facernet'},
+             'facernet-noatt': {'name': 'facernet', 'use_attention': False},
+             'facernet-noms': {'name': 'facernet', 'use_multiscale': False}}
+    if name != 'default':
+      config.model = ml_collections.ConfigDict(extra[name])
+  config.image_size = size
+  return config
+
+
+def random_variables(config, seed=0):
+  """Deterministic random weights and BatchNorm statistics, filled on the host (no jitted init)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from facernet_jax.deploy import graph  # pylint: disable=g-import-not-at-top
+  net = graph.network_from_config(config)
+  x = jnp.zeros((1, config.image_size, config.image_size, 3))
+  shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), x))
+  rng = np.random.default_rng(seed)
+
+  def fill(path, s):
+    name = jax.tree_util.keystr(path)
+    if 'kernel' in name:
+      return rng.normal(0, np.sqrt(1.0 / np.prod(s.shape[:-1])), s.shape).astype(np.float32)
+    if "'var'" in name or "'scale'" in name:
+      return rng.uniform(0.5, 1.5, s.shape).astype(np.float32)
+    return rng.normal(0, 0.1, s.shape).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def export_all(args, folder):
+  """Exports each (model, size) once: dynamic-batch ONNX, and one TFLite file per batch."""
+  from facernet_jax import deploy  # pylint: disable=g-import-not-at-top
+  for m in args.models:
+    for size in args.sizes:
+      config = model_config(m, size)
+      variables = random_variables(config)
+      if 'onnx' in args.backends:
+        deploy.export_onnx(config, variables, os.path.join(folder, f'{m}_{size}.onnx'))
+      if 'tflite' in args.backends:
+        for b in args.batches:
+          deploy.export_tflite(config, variables, os.path.join(folder, f'{m}_{size}_b{b}.tflite'), batch=b)
+      print(f'exported {m} {size} px', file=sys.stderr, flush=True)
+
+
+def timed(call, min_time, max_reps=300):
+  """(median, p10, p90) ms of call() after 3 warm-up calls, >= 5 calls and >= min_time seconds."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  for _ in range(3):
+    call()
+  times, start = [], time.perf_counter()
+  while len(times) < max_reps and (len(times) < 5 or time.perf_counter() - start < min_time):
+    t = time.perf_counter()
+    call()
+    times.append(1e3 * (time.perf_counter() - t))
+  return float(np.median(times)), float(np.percentile(times, 10)), float(np.percentile(times, 90)), len(times)
+
+
+def child(args):
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from facernet_jax import deploy  # pylint: disable=g-import-not-at-top
+  from facernet_jax import models  # pylint: disable=g-import-not-at-top
+  threads = 1 if args.child == 'cpu-1-thread' else os.cpu_count()
+  rng = np.random.default_rng(0)
+  for m in args.models:
+    for size in args.sizes:
+      config = model_config(m, size)
+      variables = random_variables(config)
+      runners = {}
+      for backend in args.backends:
+        if backend.startswith('jax'):
+          kwargs = {k: v for k, v in config.model.to_dict().items() if k != 'name'}
+          if 'output_scales' in kwargs:
+            kwargs['output_scales'] = tuple(sorted(kwargs['output_scales'].items()))
+          kwargs['depthwise'] = 'conv' if backend == 'jax-conv' else 'auto'
+          net = models.create_model(config.model.name, **kwargs)
+          fwd = jax.jit(lambda v, x, net=net: net.apply(v, x, train=False))
+          runners[backend] = lambda x, fwd=fwd: fwd(variables, x).block_until_ready()
+        elif backend == 'onnx':
+          runner = deploy.OnnxRunner(os.path.join(args.folder, f'{m}_{size}.onnx'), threads=threads)
+          runners[backend] = runner
+      for batch in args.batches:
+        x = rng.random((batch, size, size, 3), dtype=np.float32)
+        if 'tflite' in args.backends:
+          runners['tflite'] = deploy.TFLiteRunner(os.path.join(args.folder, f'{m}_{size}_b{batch}.tflite'),
+                                                  threads=threads)
+        for backend in args.backends:
+          run = runners[backend]
+          t0 = time.perf_counter()
+          run(x)
+          first_s = time.perf_counter() - t0
+          med, p10, p90, reps = timed(lambda: run(x), args.min_time)
+          print(json.dumps(dict(model=m, backend=backend, size=size, batch=batch, median_ms=med, p10_ms=p10,
+                                p90_ms=p90, reps=reps, first_call_s=first_s, threads=threads)), flush=True)
+
+
+def run_child(setting, args, folder):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  if setting == 'cpu-1-thread':
+    env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') + ' ' + ONE_THREAD_FLAGS).strip()
+  cmd = [sys.executable, os.path.abspath(__file__), '--child', setting, '--folder', folder,
+         '--sizes', *map(str, args.sizes), '--batches', *map(str, args.batches), '--models', *args.models,
+         '--backends', *args.backends, '--min-time', str(args.min_time)]
+  from shutil import which  # pylint: disable=g-import-not-at-top
+  pre = ['taskset', '-c', '0'] if setting == 'cpu-1-thread' and which('taskset') else []
   out = subprocess.run(pre + cmd, env=env, capture_output=True, text=True)
   if out.returncode != 0:
-    print(out.stderr[-2000:], file=sys.stderr)
+    print(out.stderr[-3000:], file=sys.stderr)
   rows = [json.loads(l) for l in out.stdout.splitlines() if l.startswith('{')]
   for r in rows:
     r['setting'] = setting
   return rows
 
 
-def _has_taskset():
-  from shutil import which
-  return which('taskset') is not None
-
-
-def _gpu_available():
-  probe = subprocess.run([sys.executable, '-c', 'import jax; print(jax.default_backend())'],
-                         env={k: v for k, v in os.environ.items() if k != 'JAX_PLATFORMS'},
-                         capture_output=True, text=True)
-  return probe.stdout.strip() in ('gpu', 'cuda', 'rocm')
-
-
-MODEL_KWARGS = {
-    'facernet': ('facernet', {}),
-    'facernet-noatt': ('facernet', {'use_attention': False}),
-    'facernet-noms': ('facernet', {'use_multiscale': False}),
-    'mobilenetv2': ('mobilenetv2', {}),
-    'resnet50': ('resnet50', {}),
-    'densenet121': ('densenet121', {}),
-}
+def uptime():
+  return subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--models', nargs='+', default=['facernet'], choices=list(MODEL_KWARGS))
-  parser.add_argument('--sizes', type=int, nargs='+', default=[64, 120, 224])
+  parser.add_argument('--models', nargs='+', default=['paper', 'default', 'mobilenetv2'],
+                      choices=['paper', 'default', 'mobilenetv2', 'facernet', 'facernet-noatt', 'facernet-noms',
+                               'resnet50', 'densenet121'])
+  parser.add_argument('--sizes', type=int, nargs='+', default=[64, 120])
   parser.add_argument('--batches', type=int, nargs='+', default=[1, 32])
-  parser.add_argument('--settings', nargs='+', default=['cpu-1-thread', 'cpu-all-threads', 'gpu'])
+  parser.add_argument('--backends', nargs='+', default=['jax', 'onnx', 'tflite'], choices=BACKENDS)
+  parser.add_argument('--settings', nargs='+', default=['cpu-1-thread', 'cpu-all-threads'],
+                      choices=['cpu-1-thread', 'cpu-all-threads'])
   parser.add_argument('--min-time', type=float, default=1.0, help='seconds of timed calls per case')
-  parser.add_argument('--depthwise', nargs='+', default=['auto'], choices=['auto', 'conv', 'shifted'],
-                      help='depthwise conv implementations to time (config.model.depthwise)')
-  parser.add_argument('--child', default=None, help=argparse.SUPPRESS)
   parser.add_argument('--json', default=None, help='also write the rows here')
+  parser.add_argument('--child', default=None, help=argparse.SUPPRESS)
+  parser.add_argument('--folder', default=None, help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
-
   if args.child:
-    for m in args.models:
-      name, kw = MODEL_KWARGS[m]
-      for depthwise in args.depthwise:
-        extra = {} if name in ('resnet50', 'densenet121') else {'depthwise': depthwise}
-        time_model(name, dict(kw, **extra), args.sizes, args.batches, args.min_time)
+    child(args)
     return
-
+  print(f'uptime before: {uptime()}', flush=True)
   rows = []
-  for setting in args.settings:
-    if setting == 'gpu' and not _gpu_available():
-      print('gpu: no GPU visible to JAX on this machine; skipped', flush=True)
-      continue
-    print(f'== {setting} (os.cpu_count()={os.cpu_count()})', flush=True)
-    rows += run_child(setting, args)
-  print('\n| model | setting | px | batch | median ms | p10-p90 ms | ms / image | compile s |')
-  print('| --- | --- | --- | --- | --- | --- | --- | --- |')
+  with tempfile.TemporaryDirectory() as folder:
+    if {'onnx', 'tflite'} & set(args.backends):
+      export_all(args, folder)
+    for setting in args.settings:
+      print(f'== {setting} (os.cpu_count()={os.cpu_count()})', flush=True)
+      rows += run_child(setting, args, folder)
+  print(f'uptime after: {uptime()}', flush=True)
+  print('\n| model | px | batch | threads | ' + ' | '.join(f'{b} ms' for b in args.backends) +
+        ' | ' + ' | '.join(f'jax / {b}' for b in args.backends if not b.startswith('jax')) + ' |')
+  print('| --- ' * (4 + len(args.backends) + sum(not b.startswith('jax') for b in args.backends)) + '|')
+  cases = {}
   for r in rows:
-    print(f"| {r['model']} {r['kwargs'] if r['kwargs'] != '{}' else ''} | {r['setting']} | {r['size']} "
-          f"| {r['batch']} | {r['median_ms']:.2f} | {r['p10_ms']:.2f}-{r['p90_ms']:.2f} "
-          f"| {r['median_ms'] / r['batch']:.2f} | {r['compile_s']:.1f} |")
+    cases.setdefault((r['model'], r['size'], r['batch'], r['threads']), {})[r['backend']] = r['median_ms']
+  for (m, size, batch, threads), t in cases.items():
+    cells = [f"{t[b]:.2f}" if b in t else '-' for b in args.backends]
+    ratios = [f"{t['jax'] / t[b]:.1f}x" if 'jax' in t and b in t else '-'
+              for b in args.backends if not b.startswith('jax')]
+    print(f'| {m} | {size} | {batch} | {threads} | ' + ' | '.join(cells + ratios) + ' |')
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(rows, f, indent=1)

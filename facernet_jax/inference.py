@@ -2,9 +2,11 @@
 
 `load_model(path)` reads a training workdir or checkpoint directory into a `Reconstructor`, whose jitted
 functions work on fixed-size batches (`pad_batch` pads the last one, so each function compiles once):
-`regress` (crops -> Eq 10 coefficients), `decode` (coefficients -> geometry, landmarks and a hard render
+`regress` (crops -> Eq 10 coefficients; with backend='onnx' the network runs in ONNX Runtime instead,
+facernet_jax.deploy), `decode` (coefficients -> geometry, landmarks and a hard render
 at `render_size`) and `refine` (a few optimiser steps on the coefficients, facernet_jax.refine).
 """
+import json
 import os
 import sys
 
@@ -38,7 +40,7 @@ def pad_batch(x, batch_size):
 class Reconstructor:
   """Jitted, batched regression (+ optional refinement) and rendering for one trained model."""
 
-  def __init__(self, config, variables, batch_size=8, render_size=None):
+  def __init__(self, config, variables, batch_size=8, render_size=None, backend='jax', onnx_path=None):
     self.config = config
     self.image_size = int(config.image_size)
     self.batch_size = int(batch_size)
@@ -60,6 +62,10 @@ class Reconstructor:
       return network.apply(variables, images, train=False)
 
     self._predict = jax.jit(predict)
+    self.backend = backend
+    self.runner = self._onnx_runner(onnx_path) if backend == 'onnx' else None
+    if backend not in ('jax', 'onnx'):
+      raise ValueError(f"backend must be 'jax' or 'onnx', got {backend!r}")
     self._decode = self._build_decode(RasterSettings(**raster))
     self._refine_fns = {}
 
@@ -82,12 +88,35 @@ class Reconstructor:
 
     return jax.jit(decode)
 
+  def _onnx_runner(self, onnx_path):
+    """ONNX Runtime session for the network: the exported file `onnx_path` (its sidecar must name
+    this model's config), or, without one, the network exported in memory now (docs/deploy.md)."""
+    try:
+      from facernet_jax import deploy  # pylint: disable=g-import-not-at-top  (optional extra)
+      if onnx_path is None:
+        model, info = deploy.export_onnx(self.config, self.variables)
+        return deploy.OnnxRunner('<exported in memory>', model_bytes=model.SerializeToString(), info=info)
+      runner = deploy.OnnxRunner(onnx_path)
+    except (ImportError, FileNotFoundError) as e:
+      raise ModelError(f'--backend onnx: {e}') from None
+    if runner.input_dtype != np.float32:
+      raise ModelError(f'{onnx_path} takes {runner.input_dtype} images; reconstruct feeds float32 crops in [0, 1]: '
+                       f'export with --input-dtype=float32')
+    mine = json.loads(self.config.model.to_json(sort_keys=True))
+    if runner.image_size != self.image_size or runner.info.get('config', {}).get('model') != mine:
+      raise ModelError(f'{onnx_path} was exported from another model ({runner.info.get("model")}, '
+                       f'{runner.image_size} px) than the checkpoint ({self.config.model.name}, '
+                       f'{self.image_size} px); export this checkpoint with python -m facernet_jax.deploy')
+    return runner
+
   def pad(self, x):
     """`pad_batch` to this model's batch size."""
     return pad_batch(x, self.batch_size)
 
   def regress(self, crops):
     """(B, S, S, 3) float crops -> (B, 495) coefficients (batch padded to batch_size: one compile)."""
+    if self.runner is not None:
+      return self.runner(np.asarray(crops, np.float32))
     images, n = self.pad(crops)
     return np.asarray(self._predict(self.params, self.batch_stats, images))[:n]
 
@@ -129,8 +158,10 @@ def _checkpoint_signature(path):
   return tuple(sig)
 
 
-def load_model(path, batch_size=8, render_size=256):
+def load_model(path, batch_size=8, render_size=256, backend='jax', onnx_path=None):
   """Reconstructor for a workdir or checkpoint directory; ModelError with a clear message if missing.
+
+  backend 'onnx': the network runs in ONNX Runtime (`onnx_path`, an exported file, or exported now).
 
   Cached per process (path, checkpoint files, batch size, render size), so repeated calls in a
   notebook or a test session reuse the compiled functions.
@@ -139,7 +170,8 @@ def load_model(path, batch_size=8, render_size=256):
   if not os.path.exists(path):
     raise ModelError(f'checkpoint or workdir {path!r} does not exist; train a model first '
                      f'(python -m facernet_jax.train --config=... --workdir=DIR) and pass --workdir=DIR')
-  key = (os.path.realpath(path), _checkpoint_signature(path), int(batch_size), render_size)
+  key = (os.path.realpath(path), _checkpoint_signature(path), int(batch_size), render_size, backend,
+         onnx_path)
   if key in _MODEL_CACHE:
     return _MODEL_CACHE[key]
   try:
@@ -147,5 +179,5 @@ def load_model(path, batch_size=8, render_size=256):
   except Exception as e:  # pylint: disable=broad-except
     raise ModelError(f'cannot load a trained model from {path!r}: {e}') from None
   _MODEL_CACHE.clear()
-  _MODEL_CACHE[key] = Reconstructor(config, variables, batch_size, render_size)
+  _MODEL_CACHE[key] = Reconstructor(config, variables, batch_size, render_size, backend, onnx_path)
   return _MODEL_CACHE[key]

@@ -3,7 +3,7 @@
   python -m facernet_jax.reconstruct --workdir=runs/default photo.jpg folder/ clip.mp4 --out=out/
   python -m facernet_jax.reconstruct --checkpoint=runs/default/checkpoints/5000 photo.jpg --out=out/ \
       [--faces=faces.json] [--detector=auto|none|file] [--face-detector=auto|mtcnn|hog|cascade]
-      [--rotations=0] [--max-pixels=1e8] [--refine=50] [--batch-size=8]
+      [--rotations=0] [--max-pixels=1e8] [--refine=50] [--batch-size=8] [--backend=jax|onnx]
 
 For each face (`<out>/<stem>[_f<frame>]_face<k>_*`): `mesh.obj` and `mesh.ply` (vertex colours = albedo;
 for the embedded synthetic model the same face on its dense ~150 x 150 mesh unless --mesh=model),
@@ -110,7 +110,7 @@ def run(args):
   model_path = args.checkpoint or args.workdir
   progress(f'loading model from {model_path}')
   try:
-    rec = load_model(model_path, args.batch_size, args.render_size)
+    rec = load_model(model_path, args.batch_size, args.render_size, args.backend, args.onnx)
   except ModelError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
@@ -266,6 +266,12 @@ def parse_args(argv):
   p.add_argument('--box-scale', type=float, default=detect.BOX_SCALE,
                  help='crop side / landmark-box side (default sqrt 2, as the real-data builders)')
   p.add_argument('--batch-size', type=int, default=8)
+  p.add_argument('--backend', choices=('jax', 'onnx'), default='jax',
+                 help='where the network runs: jax (jit) or onnx (ONNX Runtime; needs the deploy extra, '
+                      'docs/deploy.md); the 3DMM decode and outputs stay the same')
+  p.add_argument('--onnx', default=None,
+                 help='--backend onnx: a file exported from this checkpoint by python -m facernet_jax.deploy '
+                      '(default: export the network in memory at start-up)')
   p.add_argument('--render-size', type=int, default=256, help='render / depth map resolution')
   p.add_argument('--texture-size', type=int, default=256, help='UV texture side in pixels')
   p.add_argument('--mesh', choices=('dense', 'model'), default='dense',

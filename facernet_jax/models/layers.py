@@ -14,11 +14,13 @@ DEPTHWISE_IMPLEMENTATIONS = ('auto', 'conv', 'shifted')
 
 
 def relu6(x):
-  """min(max(x, 0), 6) as one clamp op (exports as one ONNX Clip, which ORT fuses into the Conv).
+  """min(max(x, 0), 6) written as `jnp.clip`, which the ONNX exporter (jax2onnx) maps to one Clip op
+  that ONNX Runtime fuses into the preceding Conv (`nn.relu6` exports as a Max and a Min).
 
-  Same values and gradient as `nn.relu6` (zero gradient at 0 and 6, like its custom JVP).
+  Same values as `nn.relu6`; the gradient differs only at exactly 0 and 6 (1/2 there, a subgradient,
+  instead of 0).
   """
-  return lax.clamp(jnp.asarray(0, x.dtype), x, jnp.asarray(6, x.dtype))
+  return jnp.clip(x, 0.0, 6.0)
 
 
 def resolve_depthwise(depthwise):
