@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from facernet_jax import deploy
 from facernet_jax import export
 from facernet_jax import forward
 from facernet_jax import refine as refine_lib
@@ -92,7 +93,6 @@ class Reconstructor:
     """ONNX Runtime session for the network: the exported file `onnx_path` (its sidecar must name
     this model's config), or, without one, the network exported in memory now (docs/deploy.md)."""
     try:
-      from facernet_jax import deploy  # pylint: disable=g-import-not-at-top  (optional extra)
       if onnx_path is None:
         model, info = deploy.export_onnx(self.config, self.variables)
         return deploy.OnnxRunner('<exported in memory>', model_bytes=model.SerializeToString(), info=info)

@@ -57,7 +57,9 @@ LAYERS = [
 # moving theirs to the top (each with the reason; remove an entry once its module is clean).
 # dlib: the [prepare] extra's maker and the HOG detector; mtcnn: imports TensorFlow (seconds), only when
 # the MTCNN detector runs. detect falls back to the cascade when either is not installed.
-OPTIONAL_DEPENDENCIES = {'dlib', 'mtcnn'}
+# onnx, onnxruntime, jax2onnx: the [deploy] extra (+ jax2onnx installed with --no-deps), imported only
+# when exporting / running ONNX; ai_edge_litert: optional LiteRT runtime (tf.lite is the fallback).
+OPTIONAL_DEPENDENCIES = {'dlib', 'mtcnn', 'onnx', 'onnxruntime', 'jax2onnx', 'ai_edge_litert'}
 LOCAL_IMPORTS_ALLOWED = {
     'facernet_jax.train': 'issue 16 (h16a) splits train.py and moves its imports to the top',
     'facernet_jax.face_model.convert': 'issue 16 (h16c) is reworking the converter',

@@ -11,7 +11,12 @@ import argparse
 import os
 import sys
 
+import jax
 import numpy as np
+
+from facernet_jax import deploy
+from facernet_jax import train
+from facernet_jax.deploy import graph
 
 # Outputs of an exported file equal the JAX model's within this (tests/test_deploy.py checks it):
 # |exported - jax| <= ATOL + RTOL * |jax|, float32 throughout.
@@ -53,8 +58,6 @@ def parse_args(argv):
 
 def compare_with_jax(config, variables, runner, image_size, input_dtype, batch):
   """Max |exported - jax| and whether it is within RTOL / ATOL, on random images."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from facernet_jax.deploy import graph  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   n = batch or 2
   if input_dtype == 'uint8':
@@ -73,8 +76,6 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
   except SystemExit as e:
     return int(e.code or 0)
-  from facernet_jax import deploy  # pylint: disable=g-import-not-at-top
-  from facernet_jax import train  # pylint: disable=g-import-not-at-top
   path = args.checkpoint or args.workdir
   if not os.path.exists(path):
     print(f'error: checkpoint or workdir {path!r} does not exist; train a model first '

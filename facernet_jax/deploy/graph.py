@@ -1,4 +1,5 @@
 """The function that is exported: eval-mode network with its weights as constants, plus input scaling."""
+import jax.numpy as jnp
 import numpy as np
 
 from facernet_jax import models
@@ -27,7 +28,6 @@ def network_for_export(config, variables, input_dtype='float32'):
   """
   if input_dtype not in INPUT_DTYPES:
     raise ValueError(f'input dtype must be one of {INPUT_DTYPES}, got {input_dtype!r}')
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   network = network_from_config(config)
   variables = {k: v for k, v in variables.items() if k in ('params', 'batch_stats') and v}
 

@@ -11,11 +11,14 @@ Fixes the measured pitfalls of a plain jax2onnx export (docs/deploy.md):
 - opset >= 18 (lower opsets give invalid models); ReLU6 is one Clip (models.layers.relu6); the
   decoder's upsample is a constant-index Gather, so the batch dimension stays free.
 """
+from importlib import metadata
 import json
 import logging
 import os
 import tempfile
 
+import jax
+from jax import export as jax_export
 import numpy as np
 
 from facernet_jax.deploy import graph
@@ -43,8 +46,6 @@ def _import_jax2onnx():
 
 def input_spec(image_size, batch, input_dtype):
   """jax.ShapeDtypeStruct of the images; batch None = a symbolic ('B') batch dimension."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from jax import export as jax_export  # pylint: disable=g-import-not-at-top
   size = int(image_size)
   if batch is None:
     shape = jax_export.symbolic_shape(f'B, {size}, {size}, 3')
@@ -181,7 +182,6 @@ def export_onnx(config, variables, path=None, image_size=None, batch=None, input
 
 
 def jax2onnx_version():
-  from importlib import metadata  # pylint: disable=g-import-not-at-top
   return metadata.version('jax2onnx')
 
 

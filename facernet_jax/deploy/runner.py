@@ -5,8 +5,10 @@ and batch, and check the images against it before running.
 """
 import json
 import os
+import warnings
 
 import numpy as np
+import tensorflow as tf
 
 
 def read_sidecar(path):
@@ -81,8 +83,6 @@ class TFLiteRunner(_Runner):
     try:
       from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
     except ImportError:
-      import warnings  # pylint: disable=g-import-not-at-top
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
       with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         Interpreter = tf.lite.Interpreter  # pylint: disable=invalid-name

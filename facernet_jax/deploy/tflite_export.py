@@ -4,6 +4,9 @@ The converter folds BatchNorm into the convs, fuses ReLU6 into them and maps the
 DEPTHWISE_CONV_2D; the batch is fixed (default 1: a phone runs one face at a time; LiteRT can resize
 the input at run time, but a fixed size lets the converter plan all buffers).
 """
+from jax.experimental import jax2tf
+import tensorflow as tf
+
 from facernet_jax.deploy import graph
 from facernet_jax.deploy.onnx_export import check_image_size
 from facernet_jax.deploy.onnx_export import write_atomic
@@ -11,8 +14,6 @@ from facernet_jax.deploy.onnx_export import write_atomic
 
 def export_tflite(config, variables, path=None, image_size=None, batch=1, input_dtype='float32'):
   """Exports the eval-mode network to a .tflite flatbuffer. Returns (bytes, sidecar dict)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
   image_size = check_image_size(config, image_size)
   if batch is None or int(batch) < 1:
     raise ValueError(f'TFLite export needs a fixed batch size >= 1, got {batch}')
