@@ -146,17 +146,13 @@ def _hog():
   return dlib.get_frontal_face_detector()
 
 
-def _iou(a, b):
+def box_iou(a, b):
+  """Intersection over union of two boxes (x0, y0, x1, y1)."""
   x0, y0 = max(a[0], b[0]), max(a[1], b[1])
   x1, y1 = min(a[2], b[2]), min(a[3], b[3])
   inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
   union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
   return inter / union if union > 0 else 0.0
-
-
-def box_iou(a, b):
-  """Intersection over union of two boxes (x0, y0, x1, y1)."""
-  return _iou(a, b)
 
 
 def group_detections(boxes, iou_threshold=0.4):
@@ -168,7 +164,7 @@ def group_detections(boxes, iou_threshold=0.4):
   clusters = []
   for b in sorted((np.asarray(b, np.float64) for b in boxes), key=lambda b: -(b[2] - b[0])):
     for c in clusters:
-      if _iou(np.mean(c, 0), b) > iou_threshold:
+      if box_iou(np.mean(c, 0), b) > iou_threshold:
         c.append(b)
         break
     else:
@@ -181,7 +177,7 @@ def group_detections(boxes, iou_threshold=0.4):
       x0, y0 = max(box[0], k[0]), max(box[1], k[1])
       x1, y1 = min(box[2], k[2]), min(box[3], k[3])
       return max(0.0, x1 - x0) * max(0.0, y1 - y0) / area
-    if all(_iou(box, k) <= 0.3 and inside(k) <= 0.5 for k, _ in kept):
+    if all(box_iou(box, k) <= 0.3 and inside(k) <= 0.5 for k, _ in kept):
       kept.append((box, n))
   return kept
 
@@ -318,7 +314,7 @@ def detect_faces(image, detector='auto', rotations=(0,), min_neighbours=6, nms_i
   kept = []
   for *_, face in sorted(candidates, key=lambda c: c[:3]):
     box = face.crop_box()
-    if all(_iou(box, k.crop_box()) <= nms_iou for k in kept):
+    if all(box_iou(box, k.crop_box()) <= nms_iou for k in kept):
       kept.append(face)
   return kept
 
