@@ -77,19 +77,17 @@ def export_all(args, folder):
       variables = random_variables(config)
       if 'onnx' in args.backends:
         deploy.export_onnx(config, variables, os.path.join(folder, f'{m}_{size}.onnx'))
-      if 'tflite' in args.backends:
-        for b in args.batches:
-          deploy.export_tflite(config, variables, os.path.join(folder, f'{m}_{size}_b{b}.tflite'), batch=b)
+      if 'tflite' in args.backends:  # batch 1 only: a phone runs one face at a time
+        deploy.export_tflite(config, variables, os.path.join(folder, f'{m}_{size}_b1.tflite'), batch=1)
       print(f'exported {m} {size} px', file=sys.stderr, flush=True)
 
 
 def timed(call, min_time, max_reps=300):
-  """(median, p10, p90) ms of call() after 3 warm-up calls, >= 5 calls and >= min_time seconds."""
+  """(median, p10, p90, n) ms of call() after a warm-up call, >= 3 calls and >= min_time seconds."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  for _ in range(3):
-    call()
+  call()
   times, start = [], time.perf_counter()
-  while len(times) < max_reps and (len(times) < 5 or time.perf_counter() - start < min_time):
+  while len(times) < max_reps and (len(times) < 3 or time.perf_counter() - start < min_time):
     t = time.perf_counter()
     call()
     times.append(1e3 * (time.perf_counter() - t))
@@ -122,10 +120,12 @@ def child(args):
           runners[backend] = runner
       for batch in args.batches:
         x = rng.random((batch, size, size, 3), dtype=np.float32)
-        if 'tflite' in args.backends:
-          runners['tflite'] = deploy.TFLiteRunner(os.path.join(args.folder, f'{m}_{size}_b{batch}.tflite'),
+        if 'tflite' in args.backends and batch == 1:
+          runners['tflite'] = deploy.TFLiteRunner(os.path.join(args.folder, f'{m}_{size}_b1.tflite'),
                                                   threads=threads)
         for backend in args.backends:
+          if backend == 'tflite' and batch != 1:
+            continue
           run = runners[backend]
           t0 = time.perf_counter()
           run(x)
@@ -144,12 +144,15 @@ def run_child(setting, args, folder):
          '--backends', *args.backends, '--min-time', str(args.min_time)]
   from shutil import which  # pylint: disable=g-import-not-at-top
   pre = ['taskset', '-c', '0'] if setting == 'cpu-1-thread' and which('taskset') else []
-  out = subprocess.run(pre + cmd, env=env, capture_output=True, text=True)
-  if out.returncode != 0:
-    print(out.stderr[-3000:], file=sys.stderr)
-  rows = [json.loads(l) for l in out.stdout.splitlines() if l.startswith('{')]
-  for r in rows:
-    r['setting'] = setting
+  rows = []
+  with subprocess.Popen(pre + cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+    for line in proc.stdout:  # printed as they come, so a stopped run keeps its rows
+      if line.startswith('{'):
+        rows.append(dict(json.loads(line), setting=setting))
+        print(line.strip(), flush=True)
+    err = proc.stderr.read()
+  if proc.returncode != 0:
+    print(err[-3000:], file=sys.stderr)
   return rows
 
 
