@@ -657,7 +657,17 @@ def train_and_evaluate(config, workdir):
     label, test = next(iter(tests.items()))
     result['test'] = test
     result['test_datasets'] = tests
-    _log(verdict(config, test, label))
+    # The report reads the training dataset's test split (one source: the default's synthetic faces).
+    if config.get('report', False) and jax.process_index() == 0 and len(builders) == 1:
+      from facernet_jax import run_report  # pylint: disable=g-import-not-at-top
+      network, decoder = create_networks(config)
+      params, batch_stats = initialized(init_rng(config), config, network, decoder)
+      for line in run_report.end_of_training(config, workdir, state_to_host_dict(final_state),
+                                             {'params': params, 'batch_stats': batch_stats}, network,
+                                             decoder, test, builders):
+        _log(line)
+    else:
+      _log(verdict(config, test, label))
     if jax.process_index() == 0:
       with open(os.path.join(workdir, 'final_metrics.json'), 'w') as f:
         json.dump({'step': int(final_state.step), **_jsonable(result)}, f, indent=2)

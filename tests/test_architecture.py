@@ -38,6 +38,7 @@ LAYERS = [
     ]),
     ('input and evaluation loops', [  # issue 16: input and eval modules moved out of train.py
         'facernet_jax.input_pipeline', 'facernet_jax.train_eval',
+        'facernet_jax.run_report',  # issue 18: the end-of-run report that train's loop calls
     ]),
     ('training', [  # issue 16: train.py and the modules split from it (step, parallelism, checkpoints, loop)
         'facernet_jax.train',
@@ -49,7 +50,7 @@ LAYERS = [
     ('applications', [  # command lines and what they read and write; run reports (issue 18)
         'facernet_jax.photo_inputs', 'facernet_jax.face_outputs', 'facernet_jax.reconstruct',
         'facernet_jax.nme_protocol', 'facernet_jax.benchmarks', 'facernet_jax.benchmark_outputs',
-        'facernet_jax.evaluate',
+        'facernet_jax.evaluate', 'facernet_jax.report',
     ]),
 ]
 

@@ -35,4 +35,5 @@ def get_config():
   config.num_summary_images = 2
   config.checkpoint_every_steps = 2
   config.keep_checkpoints = 2
+  config.report = False  # tests/test_report.py turns it on
   return config
