@@ -1,70 +1,247 @@
-"""Training throughput (steps/s, images/s) of a config's train step on random batches.
+"""Training throughput and a breakdown of the train step, on random batches (no dataset needed).
 
+  # paper config with a synthetic model of BFM size (35,721 vertices) when no converted BFM is at hand
   python experiments/train_throughput.py --config=facernet_jax/configs/paper.py \
-      --config.face_model.source=synthetic --config.face_model.resolution=48 --batch_sizes=4,256
+      --config.face_model.source=synthetic --config.face_model.resolution=189 \
+      --batch_sizes=4 --breakdown
+  # data-parallel scaling: the global batch grows with the simulated devices (4 per device)
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python experiments/train_throughput.py \
+      --config=facernet_jax/configs/default.py --devices=1,2,4,8 --batch_per_device=4
 
-Times the real jitted / pmapped `train.train_step` (network + 3DMM layer + renderer + Eq 11 + Adam)
-on random images and landmarks, so no dataset is needed; compile time is reported separately.
-Intended for the paper config's model on a GPU (docs/training.md); works on any backend.
+Times the real compiled `train_step` (network + 3DMM layer + renderer + Eq 11 + Adam, as the
+training loop runs it: donated state, batches put on the devices ahead of the step) and reports
+steps/s, images/s, compile time and XLA's memory estimate of the step; medians over repeats.
+`--breakdown` also times the parts of one step separately on one device: network forward and
+forward + backward, the 3DMM layer and geometry (camera, normals, shading), the renderer forward and
+forward + backward, Eq 11's terms with their gradient, the optimiser update, and the host transfers
+(batch in, metrics out, the state copy a checkpoint needs). The parts overlap inside the fused step,
+so they do not add up exactly. Imports only facernet_jax.training (not the train CLI and its flags).
 """
 import json
+import os
+import resource
 import time
+import types
 
 from absl import app
 from absl import flags
 import jax
+import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
+import optax
 
-from facernet_jax import train
+from facernet_jax import losses
+from facernet_jax import forward
+from facernet_jax import render as render_lib
+from facernet_jax.render import mesh as mesh_lib
+from facernet_jax.training import parallel as parallel_lib
+from facernet_jax.training import state as state_lib
+from facernet_jax.training import step as step_lib
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'facernet_jax/configs/paper.py', 'Config file.')
 _BATCH_SIZES = flags.DEFINE_list('batch_sizes', ['4', '256'], 'Global batch sizes to time.')
-_STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps per repeat (after 2 warm-up steps).')
-_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repeats per batch size; the median is reported.')
+_DEVICES = flags.DEFINE_list('devices', [], 'Device counts to time (first n of jax.devices()); '
+                             'default: all devices.')
+_BATCH_PER_DEVICE = flags.DEFINE_integer(
+    'batch_per_device', 0, '> 0: the global batch is this times the device count (overrides '
+    '--batch_sizes), i.e. weak scaling.')
+_STEPS = flags.DEFINE_integer('steps', 10, 'Timed steps per repeat (after 2 warm-up steps).')
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repeats; the median is reported.')
+_BREAKDOWN = flags.DEFINE_bool('breakdown', False, 'Also time the parts of the step.')
 
 
-def measure(config, batch_size, steps, repeats):
-  """Returns dict(batch_size, compile_s, steps_per_sec, images_per_sec): medians over `repeats`."""
-  config = config.copy_and_resolve_references()
-  config.batch_size = batch_size
-  parallel = train.DataParallel(config)
-  p_train, _, tx = train.make_steps(config, parallel, steps_per_epoch=1000)
-  network, decoder = train.create_networks(config, bn_axis_name=parallel.bn_axis_name)
-  state = parallel.put_state(train.create_train_state(train.init_rng(config), config, network,
-                                                      decoder, tx))
-  devices = len(parallel.local_devices)
-  rng = np.random.default_rng(0)
-  s = config.image_size
-  batch = {
-      'image': rng.uniform(0, 1, (devices, batch_size // devices, s, s, 3)).astype(np.float32),
-      'landmarks': rng.uniform(0.3 * s, 0.7 * s,
-                               (devices, batch_size // devices, 68, 2)).astype(np.float32)}
-  batch = parallel.put_batch(batch)
-  t0 = time.time()
-  state, metrics = p_train(state, batch)
-  jax.block_until_ready(metrics)
-  compile_s = time.time() - t0
-  state, metrics = p_train(state, batch)
-  jax.block_until_ready(metrics)
+def random_batch(config, batch_size, devices, seed=0):
+  """A host batch (devices, batch_size / devices, ...) as the input pipeline yields it."""
+  rng = np.random.default_rng(seed)
+  s, per = config.image_size, batch_size // devices
+  return {'image': rng.integers(0, 256, (devices, per, s, s, 3), dtype=np.uint8),
+          'landmarks': rng.uniform(0.3 * s, 0.7 * s, (devices, per, 68, 2)).astype(np.float32)}
+
+
+def _peak_rss_gib():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def _median_seconds(fn, repeats, steps):
   times = []
   for _ in range(repeats):
-    t0 = time.time()
+    t0 = time.perf_counter()
     for _ in range(steps):
-      state, metrics = p_train(state, batch)
-    jax.block_until_ready((state, metrics))
-    times.append(time.time() - t0)
+      out = fn()
+    jax.block_until_ready(out)
+    times.append((time.perf_counter() - t0) / steps)
+  return float(np.median(times))
+
+
+def measure(config, batch_size, steps, repeats, devices=None):
+  """dict(batch_size, devices, compile_s, steps_per_sec, images_per_sec, step_temp_gib, ...)."""
+  config = config.copy_and_resolve_references()
+  config.batch_size = batch_size
+  parallel = parallel_lib.DataParallel(config, devices=devices)
+  n = len(parallel.devices)
+  if batch_size % n:
+    raise ValueError(f'batch {batch_size} is not divisible by {n} devices')
+  p_train, _, tx = step_lib.make_steps(config, parallel, steps_per_epoch=1000)
+  network, decoder = state_lib.create_networks(config, bn_axis_name=parallel.bn_axis_name)
+  state = parallel.put_state(state_lib.create_train_state(state_lib.init_rng(config), config,
+                                                          network, decoder, tx))
+  host_batches = [random_batch(config, batch_size, n, seed) for seed in range(2)]
+  t0 = time.perf_counter()
+  state, metrics = p_train(state, parallel.put_batch(host_batches[0]))
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - t0
+  temp = None
+  if parallel.mode == 'jit':
+    try:
+      temp = p_train.lower(state, parallel.put_batch(host_batches[0])).compile(
+          ).memory_analysis().temp_size_in_bytes / 2**30
+    except Exception:  # pylint: disable=broad-except
+      temp = None
+  box = {'state': state}
+
+  def run_steps():  # as the loop: device prefetch, donated state, no host sync per step
+    batches = parallel.prefetch(iter(host_batches * ((steps + 1) // 2 + 1)), 2)
+    m = None
+    for _ in range(steps):
+      _, device_batch = next(batches)
+      box['state'], m = p_train(box['state'], device_batch)
+    return m
+
+  jax.block_until_ready(run_steps())
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(run_steps())
+    times.append((time.perf_counter() - t0) / steps)
   dt = float(np.median(times))
-  return {'batch_size': batch_size, 'compile_s': round(compile_s, 1),
-          'steps_per_sec': round(steps / dt, 3), 'images_per_sec': round(steps * batch_size / dt, 1),
-          'device': str(jax.devices()[0].device_kind), 'devices': jax.device_count()}
+  out = {'batch_size': batch_size, 'devices': n, 'mode': parallel.mode,
+         'compile_s': round(compile_s, 1), 's_per_step': round(dt, 4),
+         'steps_per_sec': round(1 / dt, 3), 'images_per_sec': round(batch_size / dt, 1),
+         'peak_rss_gib': round(_peak_rss_gib(), 2),
+         'device': str(jax.devices()[0].device_kind)}
+  if temp is not None:
+    out['step_temp_gib'] = round(temp, 3)
+  return out
+
+
+def breakdown(config, batch_size, steps, repeats):
+  """{part: ms per call} for the parts of one train step on one device (see the module doc)."""
+  config = config.copy_and_resolve_references()
+  config.batch_size = batch_size
+  network, decoder = state_lib.create_networks(config)
+  face_model = state_lib.build_face_model(config)
+  tx = state_lib.create_optimizer(config, 1000)
+  st = state_lib.create_train_state(state_lib.init_rng(config), config, network, decoder, tx)
+  geometry = forward.FaceDecoder(face_model=face_model, image_size=config.image_size,
+                                 trainable_bases=config.trainable_bases, raster=None)
+  raster = state_lib.raster_settings(config)
+  triangles = jnp.asarray(face_model.triangles)
+  neighbours = jnp.asarray(mesh_lib.vertex_neighbours(face_model.triangles,
+                                                      face_model.num_vertices))
+  host = random_batch(config, batch_size, 1)
+  batch = step_lib.preprocess({k: jnp.asarray(v[0]) for k, v in host.items()})
+  images = batch['image']
+  params, bstats = st.params, st.batch_stats
+  rows = {}
+
+  def timed(name, fn, *args):
+    f = jax.jit(fn)
+    t0 = time.perf_counter()
+    jax.block_until_ready(f(*args))
+    compile_s = time.perf_counter() - t0
+    rows[name] = {'ms': round(1e3 * _median_seconds(lambda: f(*args), repeats, steps), 2),
+                  'compile_s': round(compile_s, 1)}
+    print(json.dumps({'part': name, **rows[name]}), flush=True)
+
+  def net(p):
+    variables = {'params': p, 'batch_stats': bstats} if bstats else {'params': p}
+    out, _ = network.apply(variables, images, train=True, mutable=['batch_stats'])
+    return out
+
+  timed('network forward', net, params['network'])
+  timed('network forward+backward',
+        lambda p: jax.vjp(net, p)[1](jnp.ones((batch_size, 495), jnp.float32)), params['network'])
+  coefficients = net(params['network'])
+  geo = lambda p, c: geometry.apply({'params': p}, c)
+  timed('3DMM layer + geometry forward', geo, params['decoder'], coefficients)
+
+  def geo_grad(p, c):
+    out, vjp = jax.vjp(geo, p, c)
+    return vjp(jax.tree_util.tree_map(jnp.ones_like, out))
+  timed('3DMM layer + geometry forward+backward', geo_grad, params['decoder'], coefficients)
+  decoded = geo(params['decoder'], coefficients)
+  screen, colours = decoded['screen'], decoded['colours']
+  rend = lambda s, c: render_lib.render_mesh(s, triangles, c, raster)
+  timed('renderer forward', lambda s, c: rend(s, c).image, screen, colours)
+  weight = jax.random.uniform(jax.random.key(1), (batch_size, config.image_size,
+                                                  config.image_size, 3))
+  timed('renderer forward+backward',
+        jax.grad(lambda s, c: jnp.sum(rend(s, c).image * weight), argnums=(0, 1)), screen, colours)
+  render_out = rend(screen, colours)
+  weights = losses.LossWeights.from_config(config.loss_weights)
+  error_weights = losses.landmark_error_weights(st.landmark_error)
+
+  def loss_of(image, alpha, landmarks, vertices, c):
+    d = {'render': types.SimpleNamespace(image=image, alpha=alpha), 'landmarks': landmarks,
+         'vertices': vertices}
+    terms = step_lib.compute_loss_terms(batch, c, d, error_weights, config=config,
+                                        neighbours=neighbours)
+    return losses.total_loss(terms, weights, epoch=10,
+                             land_error_start_epoch=config.land_error_start_epoch)[0]
+  timed('losses (Eq 11) forward+backward', jax.grad(loss_of, argnums=(0, 2, 3, 4)),
+        render_out.image, render_out.alpha, decoded['landmarks'], decoded['vertices'],
+        coefficients)
+  grads = jax.tree_util.tree_map(lambda x: jnp.full_like(x, 1e-3), params)
+
+  def opt(g, s, p):
+    u, s = tx.update(g, s, p)
+    return optax.apply_updates(p, u), s
+  timed('optimiser (Adam update of all parameters)', opt, grads, st.opt_state, params)
+  n_net = sum(x.size for x in jax.tree_util.tree_leaves(params['network']))
+  n_dec = sum(x.size for x in jax.tree_util.tree_leaves(params['decoder']))
+
+  parallel = parallel_lib.DataParallel(config, devices=jax.devices()[:1], mode='jit')
+  p_train, _, _ = step_lib.make_steps(config, parallel, steps_per_epoch=1000)
+  state = parallel.put_state(st)
+  state, metrics = p_train(state, parallel.put_batch(host))
+  jax.block_until_ready(metrics)
+  box = {'state': state}
+
+  def full():
+    box['state'], m = p_train(box['state'], parallel.put_batch(host))
+    return m
+  rows['full train step'] = {'ms': round(1e3 * _median_seconds(full, repeats, steps), 2)}
+  print(json.dumps({'part': 'full train step', **rows['full train step']}), flush=True)
+  rows['host: batch to device'] = {'ms': round(1e3 * _median_seconds(
+      lambda: parallel.put_batch(host), repeats, steps), 3)}
+  rows['host: fetch metrics (one sync)'] = {'ms': round(1e3 * _median_seconds(
+      lambda: parallel.get_metrics(metrics), repeats, steps), 3)}
+  rows['host: state copy for a checkpoint'] = {'ms': round(1e3 * _median_seconds(
+      lambda: parallel.get_state(box['state']), 1, 2), 1)}
+  for k in list(rows)[-3:]:
+    print(json.dumps({'part': k, **rows[k]}), flush=True)
+  print(json.dumps({'params_network_M': round(n_net / 1e6, 2),
+                    'params_decoder_M': round(n_dec / 1e6, 2),
+                    'vertices': int(face_model.num_vertices)}), flush=True)
+  return rows
 
 
 def main(argv):
   del argv
   config = _CONFIG.value
-  for b in _BATCH_SIZES.value:
-    print(json.dumps(measure(config, int(b), _STEPS.value, _REPEATS.value)), flush=True)
+  counts = [int(d) for d in _DEVICES.value] or [jax.device_count()]
+  print(json.dumps({'load_average': [round(x, 2) for x in os.getloadavg()],
+                    'devices_available': jax.device_count()}), flush=True)
+  for n in counts:
+    sizes = [_BATCH_PER_DEVICE.value * n] if _BATCH_PER_DEVICE.value > 0 else [
+        int(b) for b in _BATCH_SIZES.value]
+    for b in sizes:
+      print(json.dumps(measure(config, b, _STEPS.value, _REPEATS.value,
+                               devices=jax.devices()[:n])), flush=True)
+  if _BREAKDOWN.value:
+    breakdown(config, int(_BATCH_SIZES.value[0]), _STEPS.value, _REPEATS.value)
+  print(json.dumps({'peak_rss_gib': round(_peak_rss_gib(), 2)}), flush=True)
 
 
 if __name__ == '__main__':

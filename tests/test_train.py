@@ -1,5 +1,6 @@
 """Tests of facernet_jax.train: configs, data parallelism (1 vs 8 devices, pmap vs jit), the
-non-finite guard, the Eq 13 epoch state, checkpoints and load_for_inference.
+non-finite guard, the Eq 13 epoch state, checkpoints and load_for_inference, the loop (checkpoint
+before evaluation, host syncs, NaN stop), the optimiser layout, config validation and resume checks.
 
 The process-level tests (kill -9 + resume, two processes on loopback) are in test_train_cli.py.
 A tiny network keeps compile time down; compiled steps are shared through module fixtures.
@@ -12,11 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from facernet_jax import input_pipeline
 from facernet_jax import train
+from facernet_jax import train_eval
 from facernet_jax.configs import ablation
 from facernet_jax.configs import default
 from facernet_jax.configs import paper
 from facernet_jax.configs import test as test_config
+from facernet_jax.training import validate
 
 GLOBAL_BATCH = 8
 STEPS_PER_EPOCH = 2
@@ -145,12 +149,29 @@ def jit8():
   return _Runner(_config(), 'jit', jax.devices()[:8])
 
 
-def test_pmap_spans_the_devices_of_every_process():
+def test_pmap_spans_the_devices_of_every_process(monkeypatch):
   """pmap is given all devices, not only this process's: with only the local ones each process of a
-  multi-host run ran its own pmap and averaged the gradients of its own examples only."""
+  multi-host run ran its own pmap and averaged the gradients of its own examples only. Two processes
+  are simulated (this one owns 4 of the 8 devices), so a pmap given jax.local_devices() fails here."""
+  devices = jax.devices()[:8]
+  monkeypatch.setattr(jax, 'local_devices', lambda *a, **k: devices[:4])
+  monkeypatch.setattr(jax, 'local_device_count', lambda *a, **k: 4)
+  monkeypatch.setattr(jax, 'process_count', lambda *a, **k: 2)
+  monkeypatch.setattr(jax, 'devices', lambda *a, **k: devices)
+  seen = {}
+
+  def fake_pmap(fn, *args, devices=None, **kwargs):
+    seen['devices'] = devices
+    return fn
+  monkeypatch.setattr(jax, 'pmap', fake_pmap)
   parallel = train.DataParallel(_config(), mode='pmap')
-  assert parallel.devices == jax.devices()
-  assert parallel.local_devices == jax.local_devices()
+  parallel.compile_train_step(lambda state, batch, axis_name=None: None)
+  assert list(seen['devices']) == devices
+  parallel.compile_eval_step(lambda params, batch_stats, batch: None)
+  assert list(seen['devices']) == devices
+  # Batches and the replicated state live on this process's devices only.
+  assert parallel.local_devices == devices[:4]
+  assert set(parallel.local_sharding.device_set) == set(devices[:4])
 
 
 def _assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
@@ -293,6 +314,210 @@ def test_refuses_to_checkpoint_nonfinite_params(pmap8, tmp_path):
     train.save_checkpoint(manager, host, pmap8.config)
   manager.close()
   assert manager.latest_step() is None
+
+
+# ----------------------------------------------------------------------------- the loop
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  """The tiny synthetic TFDS dataset of the test config, built once."""
+  from facernet_jax.data import synthetic_faces  # pylint: disable=g-import-not-at-top
+  d = str(tmp_path_factory.mktemp('tfds'))
+  synthetic_faces.prepare_synthetic_faces(d, input_pipeline.synthetic_dataset_config(
+      test_config.get_config()))
+  return d
+
+
+def _loop_config(data_dir, **fields):
+  c = test_config.get_config()
+  c.dataset.data_dir = data_dir
+  c.final_test, c.image_every_steps, c.async_checkpointing = False, 0, False
+  for k, v in fields.items():
+    c[k] = v
+  return c
+
+
+def _steps_saved(workdir):
+  d = workdir / 'checkpoints'
+  return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit())
+
+
+def test_checkpoint_is_saved_before_evaluation(data_dir, tmp_path, monkeypatch):
+  """A crash in evaluation keeps the checkpoint of that step (issue 16 (c))."""
+  calls = []
+
+  def crashing_evaluate(*args, **kwargs):
+    calls.append(_steps_saved(tmp_path / 'w'))
+    raise RuntimeError('evaluation crashed')
+  monkeypatch.setattr(train_eval, 'run_evaluation', crashing_evaluate)
+  config = _loop_config(data_dir, num_train_steps=4, checkpoint_every_steps=4, eval_every_steps=4,
+                        log_every_steps=4)
+  with pytest.raises(RuntimeError, match='evaluation crashed'):
+    train.train_and_evaluate(config, str(tmp_path / 'w'))
+  assert calls == [[4]] and _steps_saved(tmp_path / 'w') == [4]
+
+
+def test_loop_syncs_only_at_log_and_checkpoint_steps_and_stops_on_nan(data_dir, tmp_path,
+                                                                       monkeypatch):
+  """Metrics are fetched only at log / checkpoint steps (not every step); a run of non-finite
+  updates is still caught there, stops the run with the limit named, and the last good checkpoint
+  (taken before the bad batches) survives."""
+  real_iterator = input_pipeline.create_iterator
+
+  def poisoned(*args, **kwargs):
+    for i, batch in enumerate(real_iterator(*args, **kwargs)):
+      if i >= 2:  # steps 3, 4, ...: one NaN landmark
+        batch = dict(batch, landmarks=np.array(batch['landmarks'], copy=True))
+        batch['landmarks'][0, 0, 0, 0] = np.nan
+      yield batch
+  monkeypatch.setattr(input_pipeline, 'create_iterator', poisoned)
+  steps_run, fetched_at = [0], []
+  real_compile, real_get = train.DataParallel.compile_train_step, train.DataParallel.get_metrics
+
+  def counting_compile(self, fn):
+    compiled = real_compile(self, fn)
+    def run(*args):
+      steps_run[0] += 1
+      return compiled(*args)
+    return run
+
+  def recording_get(self, metrics):
+    fetched_at.append(steps_run[0])
+    return real_get(self, metrics)
+  monkeypatch.setattr(train.DataParallel, 'compile_train_step', counting_compile)
+  monkeypatch.setattr(train.DataParallel, 'get_metrics', recording_get)
+  config = _loop_config(data_dir, num_train_steps=12, checkpoint_every_steps=2, log_every_steps=4,
+                        eval_every_steps=0, max_consecutive_nonfinite=2)
+  with pytest.raises(FloatingPointError, match=r'stopping at step 4: 2 consecutive .*'
+                                               r'max_consecutive_nonfinite=2'):
+    train.train_and_evaluate(config, str(tmp_path / 'w'))
+  assert fetched_at == [2, 2, 4, 4]  # the metrics of steps 1-2 at step 2, of 3-4 at step 4
+  assert _steps_saved(tmp_path / 'w') == [2]
+  _, variables = train.load_for_inference(tmp_path / 'w')
+  assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(variables))
+
+
+# ----------------------------------------------------------------------------- optimiser layout
+
+def _adam_state(opt_state):
+  is_adam = lambda x: type(x).__name__ == 'ScaleByAdamState'
+  return next(x for x in jax.tree_util.tree_leaves(opt_state, is_leaf=is_adam) if is_adam(x))
+
+
+def test_adam_state_is_per_leaf_and_the_3dmm_step_is_scaled():
+  """Adam's moments have the parameters' own tree and shapes (not one flattened vector), so the
+  3DMM layer's FC_shape / FC_texture can be donated and sharded on their own; and its first step
+  matches the hand-computed value: lr * scale * g / (|g| + eps) ~ lr * scale, per entry."""
+  config = test_config.get_config()  # Adam, lr 2e-3
+  config.decoder_lr_scale = 1e-3
+  parallel = train.DataParallel(config, devices=jax.devices()[:1], mode='jit')
+  p_train, _, tx = train.make_steps(config, parallel, STEPS_PER_EPOCH)
+  network, decoder = train.create_networks(config)
+  state0 = train.create_train_state(train.init_rng(config), config, network, decoder, tx)
+  adam = _adam_state(state0.opt_state)
+  assert (jax.tree_util.tree_structure(adam.mu) == jax.tree_util.tree_structure(state0.params))
+  assert adam.mu['decoder']['morphable_model']['FC_shape'].shape == (
+      state0.params['decoder']['morphable_model']['FC_shape'].shape)
+  state, _ = p_train(parallel.put_state(state0), parallel.put_batch(
+      _per_device(_batches(config, 1)[0], 1)))
+  state = parallel.get_state(state)
+  g = np.asarray(_adam_state(state.opt_state).mu['decoder']['morphable_model']['FC_shape']) / 0.1  # (1-b1) g
+  p0 = np.asarray(state0.params['decoder']['morphable_model']['FC_shape'])
+  step = np.asarray(state.params['decoder']['morphable_model']['FC_shape']) - p0
+  expected = -2e-3 * 1e-3 * g / (np.abs(g) + 1e-8)
+  big = np.abs(g) > 1e-4
+  assert big.sum() > 100
+  # p + step is rounded to float32: allow an ulp of p on top of 0.1 % of the step.
+  tol = 1e-3 * np.abs(expected) + 2 * np.spacing(np.abs(p0).astype(np.float32))
+  assert np.all(np.abs(step - expected)[big] <= tol[big])
+  head = jax.tree_util.tree_leaves(state.params['network'])[0] - jax.tree_util.tree_leaves(
+      state0.params['network'])[0]
+  assert 1e-3 < np.abs(head).max() <= 2e-3 * 1.001  # Network steps are not scaled.
+
+
+# ----------------------------------------------------------------------------- config checks
+
+def _bad(field, value):
+  c = test_config.get_config()
+  node = c
+  *parents, last = field.split('.')
+  for part in parents:
+    node = node[part]
+  with node.ignore_type():
+    node[last] = value
+  return c
+
+
+# Each numeric and choice field with a value outside its range (and the text the error must say).
+BAD_VALUES = [
+    ('seed', -1), ('image_size', 4), ('image_size', 32.5), ('face_model.resolution', 2),
+    ('face_model.seed', -3), ('face_model.source', ''), ('trainable_bases', 'yes'),
+    ('model.name', 'vgg'), ('model.width', 0.0), ('model.width', -1.0), ('model.use_attention', 1),
+    ('model.use_multiscale', None), ('model.use_decoder', 'no'), ('model.coord_channels', 2),
+    ('model.appearance_branch', 0), ('model.attention_reduction', 0),
+    ('model.output_scales.rotation', 0.0), ('raster.mode', 'wire'), ('raster.faces_per_pixel', 0),
+    ('raster.sigma', -0.1), ('raster.gamma', 0.0), ('raster.znear', 0.0), ('raster.zfar', -1.0),
+    ('raster.chunk_size', 0), ('render_geometry_gradient', 'x'), ('dataset.name', ''),
+    ('dataset.train_split', ''), ('dataset.eval_split', ' '), ('dataset.test_split', ''),
+    ('dataset.augment', 'sometimes'), ('dataset.shuffle_buffer', 0), ('dataset.prefetch', -1),
+    ('dataset.synthetic.num_train', 0), ('dataset.synthetic.num_validation', -2),
+    ('dataset.synthetic.num_test', 0), ('loss_weights.land', -1.0),
+    ('loss_weights.photo', float('nan')), ('reg_weights.shape', -1.0),
+    ('land_error_start_epoch', -1), ('optimizer', 'lamb'), ('learning_rate', 0.0),
+    ('learning_rate', 100.0), ('decoder_lr_scale', -1.0), ('lr_schedule', 'step'),
+    ('warmup_steps', -5), ('grad_clip_norm', -1.0), ('batch_size', -4), ('batch_size', 0),
+    ('num_epochs', 0.0), ('num_train_steps', -7), ('parallel', 'pjit'),
+    ('distributed.initialize', 'on'), ('distributed.num_processes', 0),
+    ('distributed.process_id', -2), ('max_consecutive_nonfinite', -1), ('log_every_steps', 0),
+    ('eval_every_steps', -1), ('num_eval_batches', 0), ('eval_batch_size', -8),
+    ('image_every_steps', -1), ('num_summary_images', 0), ('checkpoint_every_steps', 0),
+    ('keep_checkpoints', 0), ('async_checkpointing', 'maybe'), ('profile', 3), ('final_test', None),
+    ('target_nme', 0.0), ('target_psnr', -25.0), ('ssim_mode', 'local')]
+
+
+@pytest.mark.parametrize('field, value', BAD_VALUES, ids=[f'{f}={v}' for f, v in BAD_VALUES])
+def test_each_config_field_is_validated(field, value):
+  config = _bad(field, value)
+  with pytest.raises(ValueError, match=rf'config\.{field.replace(".", r"[.]")}=') as info:
+    validate.validate_config(config, device_count=8)
+  assert 'must be' in str(info.value)
+
+
+def test_valid_configs_pass_and_relations_are_checked():
+  for config in (default.get_config(), paper.get_config(), test_config.get_config()):
+    validate.validate_config(config, device_count=1)
+  validate.validate_config(test_config.get_config(), device_count=8)
+  with pytest.raises(ValueError, match='batch_size=8 must be a multiple of the 3 devices'):
+    validate.validate_config(test_config.get_config(), device_count=3)
+  c = test_config.get_config()
+  c.distributed.num_processes, c.distributed.process_id = 2, 2
+  with pytest.raises(ValueError, match='process_id=2 must be below'):
+    validate.validate_config(c)
+  c = test_config.get_config()
+  c.num_train_steps, c.num_epochs = -1, 0.0
+  with pytest.raises(ValueError, match='num_epochs'):
+    validate.validate_config(c)
+
+
+def test_resume_refuses_model_data_and_loss_changes(tmp_path):
+  config = test_config.get_config()
+  assert train.check_resume_config(str(tmp_path), config) == []  # a new workdir
+  train.write_config(str(tmp_path), config)
+  (tmp_path / 'checkpoints').mkdir()
+  harmless = test_config.get_config()
+  harmless.num_train_steps, harmless.log_every_steps, harmless.eval_every_steps = 99, 7, 11
+  harmless.dataset.data_dir = '/elsewhere'
+  assert train.check_resume_config(str(tmp_path), harmless) == []
+  changed = test_config.get_config()
+  changed.model.width = 0.25
+  changed.dataset.name = 'w300lp'
+  changed.loss_weights.photo = 1.0
+  with pytest.raises(ValueError, match=r'changed fields: dataset.name: .synthetic_faces. -> '
+                                       r".w300lp., loss_weights.photo: 100.0 -> 1.0, "
+                                       r'model.width: 0.1 -> 0.25\. .*--allow_config_change'):
+    train.check_resume_config(str(tmp_path), changed)
+  assert train.check_resume_config(str(tmp_path), changed, allow_change=True) == [
+      'dataset.name', 'loss_weights.photo', 'model.width']
 
 
 def test_verdict_line():

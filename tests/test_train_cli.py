@@ -108,14 +108,56 @@ def test_config_overrides_are_type_checked(env):
 
 
 @pytest.mark.parametrize('override, message', [
-    ('--config.model.output_scales.rotation=0', "the scale of 'rotation' must be > 0"),
-    ('--config.reg_weights.shape=-1', "Eq 17 weights must be >= 0, got {'shape': -1.0}")])
+    ('--config.batch_size=-4', 'config.batch_size=-4 is not allowed: must be an integer >= 1'),
+    ('--config.model.output_scales.rotation=0',
+     'config.model.output_scales.rotation=0.0 is not allowed: must be a number > 0'),
+    ('--config.reg_weights.shape=-1', 'config.reg_weights.shape=-1.0 is not allowed')])
 def test_bad_config_values_stop_before_the_workdir_is_written(env, override, message):
   workdir = env['root'] / f'bad_{override.split(".")[-1].split("=")[0]}'
   proc = subprocess.run(_cli(env, workdir, override), cwd=REPO, env=env['env'],
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-3000:]
   assert not workdir.exists()  # no config.json, events or checkpoints of a run that never began
+
+
+def test_resume_with_a_changed_model_is_refused(env):
+  """A workdir's checkpoints belong to its config: a resume that changes a model, data or loss field
+  is refused naming it (nothing written), a step-count change is fine, and --allow_config_change
+  lets a loss weight change through."""
+  workdir = env['root'] / 'resume_check'
+  base = ('--config.num_train_steps=2', '--config.eval_every_steps=0',
+          '--config.image_every_steps=0', '--config.final_test=False')
+  _run(_cli(env, workdir, *base), env)
+  assert _complete_steps(workdir) == [2]
+  before = (workdir / 'config.json').read_text()
+  proc = subprocess.run(_cli(env, workdir, *base, '--config.model.width=0.2'), cwd=REPO,
+                        env=env['env'], capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  assert 'changed fields: model.width: 0.1 -> 0.2' in proc.stderr, proc.stderr[-3000:]
+  assert (workdir / 'config.json').read_text() == before and _complete_steps(workdir) == [2]
+  out = _run(_cli(env, workdir, *base[1:], '--config.num_train_steps=3',
+                  '--config.loss_weights.photo=1', '--allow_config_change'), env)
+  assert 'resumed from step 2' in out and 'config changes allowed: loss_weights.photo' in out
+  assert _complete_steps(workdir) == [2, 3]
+  assert json.loads((workdir / 'config.json').read_text())['loss_weights']['photo'] == 1.0
+
+
+def test_train_throughput_benchmark_runs(env):
+  """experiments/train_throughput.py starts (it once died of a DuplicateFlagError), times the step
+  on 1 and 2 devices and prints the breakdown."""
+  proc = subprocess.run(
+      [sys.executable, 'experiments/train_throughput.py', '--config=facernet_jax/configs/test.py',
+       '--batch_sizes=4', '--devices=1,2', '--steps=1', '--repeats=1', '--breakdown'],
+      cwd=REPO, env=env['env'], capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-5000:]
+  rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{')]
+  timed = [r for r in rows if 'images_per_sec' in r]
+  assert [(r['devices'], r['batch_size']) for r in timed] == [(1, 4), (2, 4)]
+  assert all(r['images_per_sec'] > 0 and r['s_per_step'] > 0 for r in timed)
+  parts = {r['part']: r['ms'] for r in rows if 'part' in r}
+  for name in ('network forward+backward', 'renderer forward+backward', 'full train step',
+               'optimiser (Adam update of all parameters)', 'host: fetch metrics (one sync)'):
+    assert parts[name] > 0, name
 
 
 _WORKER = r'''
@@ -130,6 +172,7 @@ config.distributed.initialize = True
 config.distributed.coordinator_address = f'127.0.0.1:{port}'
 config.distributed.num_processes = 2
 config.distributed.process_id = int(pid)
+config.seed = int(pid)  # Different initial parameters: process 0's must be the ones both use.
 config.dataset.data_dir = data_dir
 config.num_train_steps = 3
 config.checkpoint_every_steps = 3
@@ -180,7 +223,8 @@ def test_two_processes_on_loopback_agree(env):
   _, variables = train.load_for_inference(workdir)
   for x, k in zip(jax.tree_util.tree_leaves(variables['params']), a.files):
     np.testing.assert_array_equal(x, a[k])
-  # The gradient mean spans both processes, so their replicas stay bit-identical. (With pmap given
+  # Both start from process 0's parameters (their seeds differ), and the gradient mean spans both
+  # processes, so their replicas stay bit-identical. (With pmap given
   # only the local devices each process averaged its own half of the batch: the parameters differed
   # by up to 6 * lr after 3 Adam steps.)
   for k in a.files:
