@@ -49,6 +49,7 @@ _BATCH_PER_DEVICE = flags.DEFINE_integer(
 _STEPS = flags.DEFINE_integer('steps', 10, 'Timed steps per repeat (after 2 warm-up steps).')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repeats; the median is reported.')
 _BREAKDOWN = flags.DEFINE_bool('breakdown', False, 'Also time the parts of the step.')
+_BREAKDOWN_ONLY = flags.DEFINE_bool('breakdown_only', False, 'Only the breakdown (no scaling).')
 
 
 def random_batch(config, batch_size, devices, seed=0):
@@ -63,14 +64,19 @@ def _peak_rss_gib():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def _median_seconds(fn, repeats, steps):
-  times = []
+def _median_seconds(fn, repeats, steps, cpu=None):
+  """Median wall seconds per call; `cpu` (a list) gets the median CPU seconds of this process per
+  call (all threads): on a machine shared with other jobs the CPU time is the steadier number."""
+  times, cpu_times = [], []
   for _ in range(repeats):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
       out = fn()
     jax.block_until_ready(out)
     times.append((time.perf_counter() - t0) / steps)
+    cpu_times.append((time.process_time() - c0) / steps)
+  if cpu is not None:
+    cpu.append(float(np.median(cpu_times)))
   return float(np.median(times))
 
 
@@ -109,14 +115,11 @@ def measure(config, batch_size, steps, repeats, devices=None):
     return m
 
   jax.block_until_ready(run_steps())
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(run_steps())
-    times.append((time.perf_counter() - t0) / steps)
-  dt = float(np.median(times))
+  cpu = []
+  dt = _median_seconds(run_steps, repeats, 1, cpu) / steps
   out = {'batch_size': batch_size, 'devices': n, 'mode': parallel.mode,
          'compile_s': round(compile_s, 1), 's_per_step': round(dt, 4),
+         'cpu_s_per_step': round(cpu[0] / steps, 4),
          'steps_per_sec': round(1 / dt, 3), 'images_per_sec': round(batch_size / dt, 1),
          'peak_rss_gib': round(_peak_rss_gib(), 2),
          'device': str(jax.devices()[0].device_kind)}
@@ -150,8 +153,9 @@ def breakdown(config, batch_size, steps, repeats):
     t0 = time.perf_counter()
     jax.block_until_ready(f(*args))
     compile_s = time.perf_counter() - t0
-    rows[name] = {'ms': round(1e3 * _median_seconds(lambda: f(*args), repeats, steps), 2),
-                  'compile_s': round(compile_s, 1)}
+    cpu = []
+    rows[name] = {'ms': round(1e3 * _median_seconds(lambda: f(*args), repeats, steps, cpu), 2),
+                  'cpu_ms': round(1e3 * cpu[0], 2), 'compile_s': round(compile_s, 1)}
     print(json.dumps({'part': name, **rows[name]}), flush=True)
 
   def net(p):
@@ -211,7 +215,9 @@ def breakdown(config, batch_size, steps, repeats):
   def full():
     box['state'], m = p_train(box['state'], parallel.put_batch(host))
     return m
-  rows['full train step'] = {'ms': round(1e3 * _median_seconds(full, repeats, steps), 2)}
+  cpu = []
+  rows['full train step'] = {'ms': round(1e3 * _median_seconds(full, repeats, steps, cpu), 2)}
+  rows['full train step']['cpu_ms'] = round(1e3 * cpu[0], 2)
   print(json.dumps({'part': 'full train step', **rows['full train step']}), flush=True)
   rows['host: batch to device'] = {'ms': round(1e3 * _median_seconds(
       lambda: parallel.put_batch(host), repeats, steps), 3)}
@@ -233,13 +239,13 @@ def main(argv):
   counts = [int(d) for d in _DEVICES.value] or [jax.device_count()]
   print(json.dumps({'load_average': [round(x, 2) for x in os.getloadavg()],
                     'devices_available': jax.device_count()}), flush=True)
-  for n in counts:
+  for n in ([] if _BREAKDOWN_ONLY.value else counts):
     sizes = [_BATCH_PER_DEVICE.value * n] if _BATCH_PER_DEVICE.value > 0 else [
         int(b) for b in _BATCH_SIZES.value]
     for b in sizes:
       print(json.dumps(measure(config, b, _STEPS.value, _REPEATS.value,
                                devices=jax.devices()[:n])), flush=True)
-  if _BREAKDOWN.value:
+  if _BREAKDOWN.value or _BREAKDOWN_ONLY.value:
     breakdown(config, int(_BATCH_SIZES.value[0]), _STEPS.value, _REPEATS.value)
   print(json.dumps({'peak_rss_gib': round(_peak_rss_gib(), 2)}), flush=True)
 

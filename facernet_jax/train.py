@@ -23,6 +23,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from facernet_jax import input_pipeline
+from facernet_jax import run_report
 from facernet_jax import train_eval
 from facernet_jax.training import validate
 from facernet_jax.training.checkpoint import check_resume_config
@@ -213,7 +214,6 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
     result['test_datasets'] = tests
     # The report reads the training dataset's test split (one source: the default's synthetic faces).
     if config.get('report', False) and jax.process_index() == 0 and len(builders) == 1:
-      from facernet_jax import run_report  # pylint: disable=g-import-not-at-top
       network, decoder = create_networks(config)
       params, batch_stats = initialized(init_rng(config), config, network, decoder)
       for line in run_report.end_of_training(config, workdir, state_to_host_dict(final_state),

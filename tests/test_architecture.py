@@ -41,7 +41,7 @@ LAYERS = [
         'facernet_jax.run_report',  # issue 18: the end-of-run report that train's loop calls
     ]),
     ('training', [  # issue 16: train.py and the modules split from it (step, parallelism, checkpoints, loop)
-        'facernet_jax.train',
+        'facernet_jax.training.*', 'facernet_jax.train',
     ]),
     ('inference', [  # a trained model on new images; ONNX / LiteRT export (facernet_jax.deploy, issue 17)
         'facernet_jax.inference', 'facernet_jax.refine', 'facernet_jax.demo_checkpoint',
@@ -62,7 +62,6 @@ LAYERS = [
 # when exporting / running ONNX; ai_edge_litert: optional LiteRT runtime (tf.lite is the fallback).
 OPTIONAL_DEPENDENCIES = {'dlib', 'mtcnn', 'onnx', 'onnxruntime', 'jax2onnx', 'ai_edge_litert'}
 LOCAL_IMPORTS_ALLOWED = {
-    'facernet_jax.train': 'issue 16 (h16a) splits train.py and moves its imports to the top',
     'facernet_jax.face_model.convert': 'issue 16 (h16c) is reworking the converter',
 }
 

@@ -95,7 +95,6 @@ RULES = {
     'raster.zfar': POSITIVE,
     'raster.chunk_size': _Number(1, also=(None,)),
     'render_geometry_gradient': _Bool(),
-    'ssim_mode': _Choice('global', 'windowed'),
     'dataset.name': _Text(),
     'dataset.train_split': _Text(),
     'dataset.eval_split': _Text(),
