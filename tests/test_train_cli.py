@@ -55,7 +55,7 @@ def _cli(env, workdir, *overrides):
           *overrides]
 
 
-def _run(cmd, env, timeout=900):
+def _run(cmd, env, timeout=1800):
   proc = subprocess.run(cmd, cwd=REPO, env=env['env'], capture_output=True, text=True,
                         timeout=timeout)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -78,7 +78,7 @@ def test_kill_and_resume_matches_uninterrupted_run(env):
   killed = env['root'] / 'killed'
   proc = subprocess.Popen(_cli(env, killed, *overrides), cwd=REPO, env=env['env'],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.time() + 900
+  deadline = time.time() + 1800
   while not _complete_steps(killed) and proc.poll() is None and time.time() < deadline:
     time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)
@@ -204,7 +204,7 @@ def test_two_processes_on_loopback_agree(env):
     procs.append(subprocess.Popen(
         [sys.executable, '-c', _WORKER, str(pid), str(port), str(workdir), env['data_dir'], out],
         cwd=REPO, env=env['env'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-  logs = [p.communicate(timeout=900)[0] for p in procs]
+  logs = [p.communicate(timeout=1800)[0] for p in procs]
   for p, log in zip(procs, logs):
     assert p.returncode == 0, log[-5000:]
   infos = []
