@@ -16,14 +16,14 @@ import orbax.checkpoint as ocp
 ITEMS = ('state', 'config')
 
 # Fields a resumed run may change freely: how long, how often to log / evaluate / save, where the
-# processes are. Every other field (model, face model, data, losses, optimiser, ...) shapes what the
+# processes and the data folders are, what it is evaluated on. Every other field (model, face model, data, losses, optimiser, ...) shapes what the
 # checkpoint was trained for; changing one needs an explicit --allow_config_change.
 RESUMABLE_FIELDS = (
     'num_train_steps', 'num_epochs', 'log_every_steps', 'eval_every_steps', 'num_eval_batches',
     'eval_batch_size', 'image_every_steps', 'num_summary_images', 'checkpoint_every_steps',
     'keep_checkpoints', 'async_checkpointing', 'profile', 'final_test', 'target_nme',
     'target_psnr', 'max_consecutive_nonfinite', 'parallel', 'distributed', 'dataset.data_dir',
-    'dataset.prefetch')
+    'dataset.manual_dir', 'dataset.prefetch', 'eval_datasets')
 
 
 def state_to_host_dict(state):
