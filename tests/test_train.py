@@ -472,6 +472,7 @@ BAD_VALUES = [
     ('eval_every_steps', -1), ('num_eval_batches', 0), ('eval_batch_size', -8),
     ('image_every_steps', -1), ('num_summary_images', 0), ('checkpoint_every_steps', 0),
     ('keep_checkpoints', 0), ('async_checkpointing', 'maybe'), ('profile', 3), ('final_test', None),
+    ('report', 'yes'),
     ('target_nme', 0.0), ('target_psnr', -25.0)]
 
 

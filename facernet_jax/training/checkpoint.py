@@ -23,7 +23,7 @@ RESUMABLE_FIELDS = (
     'eval_batch_size', 'image_every_steps', 'num_summary_images', 'checkpoint_every_steps',
     'keep_checkpoints', 'async_checkpointing', 'profile', 'final_test', 'target_nme',
     'target_psnr', 'max_consecutive_nonfinite', 'parallel', 'distributed', 'dataset.data_dir',
-    'dataset.manual_dir', 'dataset.prefetch', 'eval_datasets')
+    'dataset.manual_dir', 'dataset.prefetch', 'eval_datasets', 'report')
 
 
 def state_to_host_dict(state):

@@ -133,6 +133,7 @@ RULES = {
     'async_checkpointing': _Bool(),
     'profile': _Bool(),
     'final_test': _Bool(),
+    'report': _Bool(),
     'target_nme': POSITIVE,
     'target_psnr': POSITIVE,
 }
