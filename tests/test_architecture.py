@@ -61,9 +61,7 @@ LAYERS = [
 # onnx, onnxruntime, jax2onnx: the [deploy] extra (+ jax2onnx installed with --no-deps), imported only
 # when exporting / running ONNX; ai_edge_litert: optional LiteRT runtime (tf.lite is the fallback).
 OPTIONAL_DEPENDENCIES = {'dlib', 'mtcnn', 'onnx', 'onnxruntime', 'jax2onnx', 'ai_edge_litert'}
-LOCAL_IMPORTS_ALLOWED = {
-    'facernet_jax.face_model.convert': 'issue 16 (h16c) is reworking the converter',
-}
+LOCAL_IMPORTS_ALLOWED = {}
 
 
 def _module_name(path):

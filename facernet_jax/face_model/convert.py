@@ -23,11 +23,13 @@ import sys
 import time
 
 import numpy as np
+import scipy.io
 
+from facernet_jax.coefficients import COEFFICIENT_SIZES
 from facernet_jax.face_model import formats
 from facernet_jax.face_model.model import ModelFormatError
 
-NUM_EXPRESSION = 64
+NUM_EXPRESSION = COEFFICIENT_SIZES['expression']  # the first 64 of Guo's 79 components
 INDEX_FILES = ("BFM_front_idx.mat", "BFM_exp_idx.mat", "facemodel_info.mat")
 BFM_KEYS = ("shapeMU", "shapePC", "shapeEV", "texMU", "texPC", "texEV")
 
@@ -67,7 +69,6 @@ def read_exp_pca(path, num_vertices):
 
 
 def _loadmat(path, keys):
-  import scipy.io  # pylint: disable=g-import-not-at-top
   try:
     d = scipy.io.loadmat(path)
   except Exception as e:  # scipy raises several types for corrupt files
