@@ -31,7 +31,6 @@ import pathlib
 import sys
 import time
 
-import cv2
 import numpy as np
 
 from facernet_jax import detect
@@ -98,15 +97,10 @@ def run_detector(name, image, rotations):
 
 def rotate_sample(image, landmarks_list, degrees):
   """The image rotated counter-clockwise on a canvas holding all of it, with its landmarks moved along."""
-  h, w = image.shape[:2]
-  m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
-  c, s = abs(m[0, 0]), abs(m[0, 1])
-  nw, nh = int(round(h * s + w * c)), int(round(h * c + w * s))
-  m[0, 2] += nw / 2 - w / 2
-  m[1, 2] += nh / 2 - h / 2
+  rotated, m = detect.rotate_image(image, degrees)
   # Continuous pixel coordinates: OpenCV maps pixel centres, so shift by half a pixel around the map.
   moved = [(src, (lm - 0.5) @ m[:, :2].T + m[:, 2] + 0.5) for src, lm in landmarks_list]
-  return cv2.warpAffine(image, m, (nw, nh)), moved
+  return rotated, moved
 
 
 def main(argv=None):

@@ -236,16 +236,16 @@ def detect_hog(image, max_side=1024, upsample=2, threshold=0.0):
 DETECTORS = ('auto', 'mtcnn', 'hog', 'cascade')
 
 
-def _rotate(image, degrees):
+def rotate_image(image, degrees):
   """The image rotated by `degrees` (counter-clockwise) on a canvas that holds all of it, and the 2x3
-  affine map from rotated back to original pixels."""
+  affine map from original to rotated pixels (OpenCV's pixel-centre convention)."""
   h, w = image.shape[:2]
   m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
   c, s = abs(m[0, 0]), abs(m[0, 1])
   nw, nh = int(round(h * s + w * c)), int(round(h * c + w * s))
   m[0, 2] += nw / 2 - w / 2
   m[1, 2] += nh / 2 - h / 2
-  return cv2.warpAffine(image, m, (nw, nh)), cv2.invertAffineTransform(m)
+  return cv2.warpAffine(image, m, (nw, nh)), m
 
 
 def _box_back(face, back):
@@ -305,7 +305,8 @@ def detect_faces(image, detector='auto', rotations=(0,), min_neighbours=6, nms_i
   for angle in rotations:
     turned = bool(angle % 360)
     if turned:
-      rotated, back = _rotate(image, angle)
+      rotated, forward = rotate_image(image, angle)
+      back = cv2.invertAffineTransform(forward)
     for priority, run in enumerate(runs):
       for face in run(rotated if turned else image):
         if turned:
