@@ -126,11 +126,12 @@ def mean_face_at_true_position(face_model, landmarks, image_size, iterations=5):
 
 
 def _scores(images, gt, out, valid):
-  nme = metrics_lib.nme_per_image(out['landmarks'], gt)
+  keep = np.nonzero(valid)[0]  # the padding rows of the last batch have no landmarks (box size 0)
+  nme = metrics_lib.nme_per_image(np.asarray(out['landmarks'])[keep], np.asarray(gt)[keep])
   rows = []
-  for k in np.nonzero(valid)[0]:
+  for j, k in enumerate(keep):
     region = metrics_lib.face_region_metrics(images[k], out['render'][k], out['alpha'][k])
-    rows.append((100.0 * float(nme[k]), float(region['psnr']), float(region['ssim'])))
+    rows.append((100.0 * float(nme[j]), float(region['psnr']), float(region['ssim'])))
   return rows
 
 
@@ -308,9 +309,10 @@ def write_report(workdir, config, variables, untrained, network, decoder, split=
 
 # ----------------------------------------------------------------------------- the ending
 
-# Fields that do not change what a run computes.
+# Fields that do not change what a run computes, and the seed: the documented result is the spread
+# over seeds (configs/default.py), so another seed's run is one more draw from it.
 _NEUTRAL_FIELDS = ('dataset.data_dir', 'distributed', 'profile', 'report', 'async_checkpointing',
-                   'keep_checkpoints', 'checkpoint_every_steps', 'log_every_steps')
+                   'keep_checkpoints', 'checkpoint_every_steps', 'log_every_steps', 'seed')
 
 
 def is_unchanged_default(config):

@@ -1,12 +1,23 @@
-"""Test set-up: simulate 8 CPU devices before JAX starts, and locate ../shared/data."""
+"""Test set-up: simulate 8 CPU devices before JAX starts, share one compilation cache, and locate
+../shared/data."""
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Small LAPACK calls are 20-50x slower with threaded OpenBLAS on 2 cores.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# One persistent XLA compilation cache for this test session, new each session and removed at its
+# end, inherited by the CLI subprocesses: the train and eval steps of configs/test.py, which many
+# tests build, compile once. Tests that need their own cache set JAX_COMPILATION_CACHE_DIR themselves.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _CACHE = tempfile.mkdtemp(prefix="facernet_jax_test_xla_cache_")
+  atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
 
 import pytest  # noqa: E402
 

@@ -187,8 +187,8 @@ def test_render_geometry_gradient_switch(model, geometry_gradient):
   c = jnp.asarray(_random_coefficients(np.random.default_rng(5), 1), jnp.float32)
   variables = decoder.init(jax.random.PRNGKey(0), c)
   target = jnp.asarray(np.random.default_rng(6).uniform(0, 1, (1, SIZE, SIZE, 3)), jnp.float32)
-  loss = lambda c: jnp.mean(jnp.square(decoder.apply(variables, c)['render'].image - target))  # noqa: E731
-  g = np.asarray(jax.grad(loss)(c))[0]
+  loss = jax.jit(lambda c: jnp.mean(jnp.square(decoder.apply(variables, c)['render'].image - target)))
+  g = np.asarray(jax.jit(jax.grad(loss))(c))[0]
   geometry = np.r_[g[SHAPE], g[EXP], g[ROT], g[TRANS]]
   if geometry_gradient:
     assert np.abs(geometry).max() > 0

@@ -255,7 +255,7 @@ def test_coordinate_channels_hold_pixel_centres():
 def test_coordinate_channels_feed_the_stem():
   net = models.create_model('facernet', width=0.25, use_multiscale=False, coord_channels=True)
   images = jnp.full((1, 32, 32, 3), 0.5, jnp.float32)
-  params = net.init(jax.random.PRNGKey(0), images)['params']
+  params = jax.eval_shape(net.init, jax.random.PRNGKey(0), images)['params']  # shapes only
   kernels = [x for path, x in jax.tree_util.tree_flatten_with_path(params)[0]
              if 'stem' in jax.tree_util.keystr(path) and x.ndim == 4]
   assert [k.shape[2] for k in kernels] == [5]  # RGB + (x, y)
@@ -280,8 +280,8 @@ def test_output_scales_multiply_their_coefficient_groups():
                                              ((('translation', 0.0),), 'must be > 0')])
 def test_output_scales_reject_bad_values(scales, message):
   net = models.create_model('facernet', width=0.25, use_multiscale=False, output_scales=scales)
-  with pytest.raises(ValueError, match=message):
-    net.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32))
+  with pytest.raises(ValueError, match=message):  # raised while tracing: no compilation needed
+    jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32))
 
 
 def test_appearance_branch_writes_only_texture_and_lighting():
@@ -308,7 +308,7 @@ def test_appearance_branch_adds_to_the_head_and_does_not_touch_geometry():
   net = models.create_model('facernet', appearance_branch=True, **kw)
   plain = models.create_model('facernet', **kw)
   images = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))
-  v = net.init(jax.random.key(0), images)
+  v = _host_variables(net, 32)  # filled on the host: no init to compile
   params = jax.tree_util.tree_map(np.asarray, v['params'])
   bias = np.random.default_rng(0).normal(size=226).astype(np.float32)
   params['appearance']['coefficients']['bias'] = bias
@@ -316,8 +316,8 @@ def test_appearance_branch_adds_to_the_head_and_does_not_touch_geometry():
   params['appearance']['coefficients']['kernel'] = np.zeros_like(kernel)  # delta = bias exactly
   branch_off = {k: x for k, x in params.items() if k != 'appearance'}
   stats_off = {k: x for k, x in v['batch_stats'].items() if k != 'appearance'}
-  with_branch = np.asarray(net.apply({'params': params, 'batch_stats': v['batch_stats']}, images))
-  without = np.asarray(plain.apply({'params': branch_off, 'batch_stats': stats_off}, images))
+  with_branch = np.asarray(jax.jit(net.apply)({'params': params, 'batch_stats': v['batch_stats']}, images))
+  without = np.asarray(jax.jit(plain.apply)({'params': branch_off, 'batch_stats': stats_off}, images))
   geometry = np.r_[0:199, 398:468]
   np.testing.assert_array_equal(with_branch[:, geometry], without[:, geometry])
   delta = with_branch - without
@@ -326,13 +326,14 @@ def test_appearance_branch_adds_to_the_head_and_does_not_touch_geometry():
 
   params['appearance']['coefficients']['kernel'] = kernel  # lets gradients reach the convs
 
-  def output_sum(branch_params, index):
+  def output_sum(branch_params, mask):
     p = dict(params, appearance=branch_params)
-    return net.apply({'params': p, 'batch_stats': v['batch_stats']}, images)[:, index].sum()
+    return (net.apply({'params': p, 'batch_stats': v['batch_stats']}, images) * mask).sum()
 
-  geometry_grads = jax.grad(output_sum)(params['appearance'], geometry)
+  grad = jax.jit(jax.grad(output_sum))  # the masks have one shape: one compilation for both
+  geometry_grads = grad(params['appearance'], np.isin(np.arange(495), geometry).astype(np.float32))
   assert all(np.all(np.asarray(g) == 0) for g in jax.tree_util.tree_leaves(geometry_grads))
-  texture_grads = jax.grad(output_sum)(params['appearance'], np.arange(199, 398))
+  texture_grads = grad(params['appearance'], np.isin(np.arange(495), np.arange(199, 398)).astype(np.float32))
   assert np.abs(np.asarray(texture_grads['conv0']['Conv_0']['kernel'])).max() > 0
 
 
@@ -340,7 +341,7 @@ def test_appearance_branch_needs_the_495_outputs():
   net = models.create_model('facernet', width=0.25, use_multiscale=False, appearance_branch=True,
                             num_outputs=62)
   with pytest.raises(ValueError, match='appearance_branch needs the 495'):
-    net.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32))
+    jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32))
 
 
 # --- depthwise implementations, static upsample, ReLU6 as one clamp -------------------------
