@@ -10,7 +10,10 @@
 
 Times the real compiled `train_step` (network + 3DMM layer + renderer + Eq 11 + Adam, as the
 training loop runs it: donated state, batches put on the devices ahead of the step) and reports
-steps/s, images/s, compile time and XLA's memory estimate of the step; medians over repeats.
+steps/s, images/s, compile time, the peak RSS of the whole process (compile included) and of the
+timed steps alone (Linux), and XLA's memory estimate of the step; medians over repeats. Every
+repeat starts from the initial state: the hard rasteriser's cost grows with the triangles' pixel
+boxes, so a mesh that drifted on the random batches would make later repeats dearer.
 `--breakdown` also times the parts of one step separately on one device: network forward and
 forward + backward, the 3DMM layer and geometry (camera, normals, shading), the renderer forward and
 forward + backward, Eq 11's terms with their gradient, the optimiser update, and the host transfers
@@ -60,8 +63,32 @@ def random_batch(config, batch_size, devices, seed=0):
           'landmarks': rng.uniform(0.3 * s, 0.7 * s, (devices, per, 68, 2)).astype(np.float32)}
 
 
+_PEAK_BEFORE_RESET = [0.0]  # the process's peak before the last _reset_peak_rss (GiB)
+
+
 def _peak_rss_gib():
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  """Peak RSS of the whole process so far (compiles included), across peak resets."""
+  return max(_PEAK_BEFORE_RESET[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+
+
+def _reset_peak_rss():
+  """Linux: restarts the kernel's peak-RSS count (VmHWM), so that `_peak_rss_since_reset_gib`
+  covers only what runs after it (the steps, not the compile). False where unsupported."""
+  _PEAK_BEFORE_RESET[0] = _peak_rss_gib()
+  try:
+    with open('/proc/self/clear_refs', 'w') as f:
+      f.write('5')
+    return True
+  except OSError:
+    return False
+
+
+def _peak_rss_since_reset_gib():
+  with open('/proc/self/status') as f:
+    for line in f:
+      if line.startswith('VmHWM:'):
+        return int(line.split()[1]) / 2**20
+  return None
 
 
 def _median_seconds(fn, repeats, steps, cpu=None):
@@ -81,7 +108,7 @@ def _median_seconds(fn, repeats, steps, cpu=None):
 
 
 def measure(config, batch_size, steps, repeats, devices=None):
-  """dict(batch_size, devices, compile_s, steps_per_sec, images_per_sec, step_temp_gib, ...)."""
+  """dict(batch_size, devices, compile_s, steps_per_sec, images_per_sec, step_total_gib, ...)."""
   config = config.copy_and_resolve_references()
   config.batch_size = batch_size
   parallel = parallel_lib.DataParallel(config, devices=devices)
@@ -90,41 +117,56 @@ def measure(config, batch_size, steps, repeats, devices=None):
     raise ValueError(f'batch {batch_size} is not divisible by {n} devices')
   p_train, _, tx = step_lib.make_steps(config, parallel, steps_per_epoch=1000)
   network, decoder = state_lib.create_networks(config, bn_axis_name=parallel.bn_axis_name)
-  state = parallel.put_state(state_lib.create_train_state(state_lib.init_rng(config), config,
-                                                          network, decoder, tx))
+  # A host copy: every put is a fresh device copy, which the donated step may consume.
+  initial = jax.device_get(state_lib.create_train_state(state_lib.init_rng(config), config,
+                                                        network, decoder, tx))
+  state = parallel.put_state(initial)
   host_batches = [random_batch(config, batch_size, n, seed) for seed in range(2)]
   t0 = time.perf_counter()
   state, metrics = p_train(state, parallel.put_batch(host_batches[0]))
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - t0
-  temp = None
-  if parallel.mode == 'jit':
+  memory = None
+  if parallel.mode == 'jit':  # XLA's own account of the step's buffers (pmap has none to give)
     try:
-      temp = p_train.lower(state, parallel.put_batch(host_batches[0])).compile(
-          ).memory_analysis().temp_size_in_bytes / 2**30
+      m = p_train.lower(state, parallel.put_batch(host_batches[0])).compile().memory_analysis()
+      memory = {'step_arguments_gib': m.argument_size_in_bytes / 2**30,
+                'step_temp_gib': m.temp_size_in_bytes / 2**30,
+                # What the step holds at once: inputs, outputs not written in place, temporaries.
+                'step_total_gib': (m.argument_size_in_bytes + m.output_size_in_bytes
+                                   - m.alias_size_in_bytes + m.temp_size_in_bytes) / 2**30}
     except Exception:  # pylint: disable=broad-except
-      temp = None
-  box = {'state': state}
+      memory = None
+  del state
 
   def run_steps():  # as the loop: device prefetch, donated state, no host sync per step
+    # Every repeat starts from the initial state (put outside the timing): the hard rasteriser's
+    # cost grows with the triangles' pixel boxes, so a mesh that drifts over the repeats (random
+    # batches; Adam on the bases) would make later repeats slower than the first.
+    st = jax.block_until_ready(parallel.put_state(initial))
     batches = parallel.prefetch(iter(host_batches * ((steps + 1) // 2 + 1)), 2)
+    t0, c0 = time.perf_counter(), time.process_time()
     m = None
     for _ in range(steps):
       _, device_batch = next(batches)
-      box['state'], m = p_train(box['state'], device_batch)
-    return m
+      st, m = p_train(st, device_batch)
+    jax.block_until_ready(m)
+    return time.perf_counter() - t0, time.process_time() - c0
 
-  jax.block_until_ready(run_steps())
-  cpu = []
-  dt = _median_seconds(run_steps, repeats, 1, cpu) / steps
+  run_steps()
+  peak_reset = _reset_peak_rss()
+  wall, cpu = zip(*[run_steps() for _ in range(repeats)])
+  steps_peak = _peak_rss_since_reset_gib() if peak_reset else None
+  dt = float(np.median(wall)) / steps
   out = {'batch_size': batch_size, 'devices': n, 'mode': parallel.mode,
          'compile_s': round(compile_s, 1), 's_per_step': round(dt, 4),
-         'cpu_s_per_step': round(cpu[0] / steps, 4),
+         'cpu_s_per_step': round(float(np.median(cpu)) / steps, 4),
          'steps_per_sec': round(1 / dt, 3), 'images_per_sec': round(batch_size / dt, 1),
          'peak_rss_gib': round(_peak_rss_gib(), 2),
          'device': str(jax.devices()[0].device_kind)}
-  if temp is not None:
-    out['step_temp_gib'] = round(temp, 3)
+  if steps_peak is not None:  # while the timed steps ran; starts at what the compile left resident
+    out['steps_peak_rss_gib'] = round(steps_peak, 2)
+  out.update({k: round(v, 3) for k, v in (memory or {}).items()})
   return out
 
 
@@ -207,17 +249,22 @@ def breakdown(config, batch_size, steps, repeats):
 
   parallel = parallel_lib.DataParallel(config, devices=jax.devices()[:1], mode='jit')
   p_train, _, _ = step_lib.make_steps(config, parallel, steps_per_epoch=1000)
-  state = parallel.put_state(st)
-  state, metrics = p_train(state, parallel.put_batch(host))
+  initial = jax.device_get(st)  # host copy, put afresh for each (donating) run
+  state, metrics = p_train(parallel.put_state(initial), parallel.put_batch(host))
   jax.block_until_ready(metrics)
   box = {'state': state}
 
-  def full():
-    box['state'], m = p_train(box['state'], parallel.put_batch(host))
-    return m
-  cpu = []
-  rows['full train step'] = {'ms': round(1e3 * _median_seconds(full, repeats, steps, cpu), 2)}
-  rows['full train step']['cpu_ms'] = round(1e3 * cpu[0], 2)
+  def full():  # from the initial state each repeat, as measure() (the mesh must not drift)
+    s = jax.block_until_ready(parallel.put_state(initial))
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+      s, m = p_train(s, parallel.put_batch(host))
+    jax.block_until_ready(m)
+    box['state'] = s
+    return (time.perf_counter() - t0) / steps, (time.process_time() - c0) / steps
+  wall, cpu = zip(*[full() for _ in range(repeats)])
+  rows['full train step'] = {'ms': round(1e3 * float(np.median(wall)), 2),
+                             'cpu_ms': round(1e3 * float(np.median(cpu)), 2)}
   print(json.dumps({'part': 'full train step', **rows['full train step']}), flush=True)
   rows['host: batch to device'] = {'ms': round(1e3 * _median_seconds(
       lambda: parallel.put_batch(host), repeats, steps), 3)}

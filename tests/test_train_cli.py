@@ -6,6 +6,8 @@
   bit-identical parameters.
 
 The runs share a persistent XLA compilation cache, so only the first run of a program compiles.
+The training runs are in the slow tier (`pytest -m slow`); the bad-config checks, which stop
+before anything compiles, run by default.
 """
 import json
 import os
@@ -25,7 +27,6 @@ from facernet_jax import train
 from facernet_jax.configs import test as test_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope='module')
@@ -67,6 +68,7 @@ def _complete_steps(workdir):
   return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
 
 
+@pytest.mark.slow
 def test_kill_and_resume_matches_uninterrupted_run(env):
   overrides = ('--config.num_train_steps=10', '--config.checkpoint_every_steps=2',
                '--config.eval_every_steps=10', '--config.image_every_steps=10',
@@ -120,6 +122,7 @@ def test_bad_config_values_stop_before_the_workdir_is_written(env, override, mes
   assert not workdir.exists()  # no config.json, events or checkpoints of a run that never began
 
 
+@pytest.mark.slow
 def test_resume_with_a_changed_model_is_refused(env):
   """A workdir's checkpoints belong to its config: a resume that changes a model, data or loss field
   is refused naming it (nothing written), a step-count change is fine, and --allow_config_change
@@ -142,6 +145,7 @@ def test_resume_with_a_changed_model_is_refused(env):
   assert json.loads((workdir / 'config.json').read_text())['loss_weights']['photo'] == 1.0
 
 
+@pytest.mark.slow
 def test_train_throughput_benchmark_runs(env):
   """experiments/train_throughput.py starts (it once died of a DuplicateFlagError), times the step
   on 1 and 2 devices and prints the breakdown."""
@@ -158,6 +162,24 @@ def test_train_throughput_benchmark_runs(env):
   for name in ('network forward+backward', 'renderer forward+backward', 'full train step',
                'optimiser (Adam update of all parameters)', 'host: fetch metrics (one sync)'):
     assert parts[name] > 0, name
+
+
+@pytest.mark.slow
+def test_profile_train_step_runs(env):
+  """experiments/profile_train_step.py traces the compiled step and reads the trace back: per-op
+  times per step from XLA:CPU's threads, the rasteriser's selection loop among them."""
+  trace_dir = env['root'] / 'profile'
+  proc = subprocess.run(
+      [sys.executable, 'experiments/profile_train_step.py', '--config=facernet_jax/configs/test.py',
+       '--batch_size=2', '--warmup=2', '--steps=1', '--top=400', f'--trace_dir={trace_dir}'],
+      cwd=REPO, env=env['env'], capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-5000:]
+  rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{')]
+  assert len(rows[0]['step_s']) == 2 and all(t > 0 for t in rows[0]['step_s'])
+  ops = {r['op']: r for r in rows[1:]}
+  assert ops and all(r['ms_per_step'] >= 0 and r['calls_per_step'] > 0 for r in ops.values())
+  assert any('scatter' in name for name in ops), sorted(ops)  # the z-buffer's scatter-max
+  assert list(trace_dir.glob('**/*.xplane.pb'))
 
 
 _WORKER = r'''
@@ -194,6 +216,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_on_loopback_agree(env):
   workdir = env['root'] / 'multi'
   port = _free_port()
