@@ -9,7 +9,8 @@ of its schema that tensorflow ships) back: per XLA op (fusion, dot, scatter, ...
 step and how often it ran per step, summed over XLA:CPU's worker threads. An op that runs thousands of
 times per step is inside a while loop (the rasteriser's chunked selection, for one); the trace itself
 is left in `--trace_dir` for TensorBoard's profile plugin. Also prints the untraced step times, so a
-step that gets dearer from step to step (a mesh that drifts) shows.
+step that gets dearer from step to step (a mesh that drifts) shows, and, with trainable bases, how
+far FC_shape / FC_texture moved from their PCA start (median |change| / median |entry|).
 """
 import collections
 import glob
@@ -64,8 +65,9 @@ def main(argv):
   parallel = parallel_lib.DataParallel(config, devices=jax.devices()[:1], mode='jit')
   p_train, _, tx = step_lib.make_steps(config, parallel, steps_per_epoch=1000)
   network, decoder = state_lib.create_networks(config)
-  state = parallel.put_state(state_lib.create_train_state(state_lib.init_rng(config), config,
-                                                          network, decoder, tx))
+  initial = jax.device_get(state_lib.create_train_state(state_lib.init_rng(config), config,
+                                                        network, decoder, tx))
+  state = parallel.put_state(initial)
   rng = np.random.default_rng(0)
   s = config.image_size
   host = {'image': rng.integers(0, 256, (1, _BATCH.value, s, s, 3), dtype=np.uint8),
@@ -86,6 +88,13 @@ def main(argv):
     state, metrics = p_train(state, parallel.put_batch(host))
   jax.block_until_ready(metrics)
   jax.profiler.stop_trace()
+  start = initial.params['decoder'].get('morphable_model', {})
+  end = parallel.get_state(state).params['decoder'].get('morphable_model', {})
+  print(json.dumps({name: {'median_abs_entry': float(np.median(np.abs(start[name]))),
+                           'median_change_over_median_entry': float(
+                               np.median(np.abs(end[name] - start[name]))
+                               / np.median(np.abs(start[name])))}
+                    for name in sorted(start)}), flush=True)
   for name, (ms, calls) in list(op_times(_TRACE_DIR.value, _STEPS.value).items())[:_TOP.value]:
     print(json.dumps({'op': name[:120], 'ms_per_step': round(ms, 2),
                       'calls_per_step': round(calls, 1)}), flush=True)

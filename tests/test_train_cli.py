@@ -167,7 +167,8 @@ def test_train_throughput_benchmark_runs(env):
 @pytest.mark.slow
 def test_profile_train_step_runs(env):
   """experiments/profile_train_step.py traces the compiled step and reads the trace back: per-op
-  times per step from XLA:CPU's threads, the rasteriser's selection loop among them."""
+  times per step from XLA:CPU's threads, the rasteriser's selection loop among them; and it says
+  how far the bases moved."""
   trace_dir = env['root'] / 'profile'
   proc = subprocess.run(
       [sys.executable, 'experiments/profile_train_step.py', '--config=facernet_jax/configs/test.py',
@@ -176,7 +177,11 @@ def test_profile_train_step_runs(env):
   assert proc.returncode == 0, proc.stderr[-5000:]
   rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{')]
   assert len(rows[0]['step_s']) == 2 and all(t > 0 for t in rows[0]['step_s'])
-  ops = {r['op']: r for r in rows[1:]}
+  bases = rows[1]  # trainable FC_shape / FC_texture: still their PCA start after 3 small steps
+  assert sorted(bases) == ['FC_shape', 'FC_texture'], bases
+  assert all(b['median_abs_entry'] > 0 and 0 < b['median_change_over_median_entry'] < 0.05
+             for b in bases.values()), bases
+  ops = {r['op']: r for r in rows[2:]}
   assert ops and all(r['ms_per_step'] >= 0 and r['calls_per_step'] > 0 for r in ops.values())
   assert any('scatter' in name for name in ops), sorted(ops)  # the z-buffer's scatter-max
   assert list(trace_dir.glob('**/*.xplane.pb'))

@@ -68,7 +68,7 @@ def get_config():
   # which units its weights are. Adam's step is ~lr per entry whatever the units, and here the
   # bases' entries are ~1e-3 (median |FC_shape| 8.6e-4 at BFM size), so at scale 1.0 the first step
   # alone moves a median entry by more than its size and erases the PCA bases (and the scrambled
-  # mesh's large triangles made the hard rasteriser 2-4x slower per step within 10 steps). 1e-3
+  # mesh's large triangles made the hard rasteriser 4x slower per step within 6 steps). 1e-3
   # gives the bases the relative step the rest of the network gets (docs/training.md).
   config.decoder_lr_scale = 1e-3
   config.lr_schedule = 'constant'
