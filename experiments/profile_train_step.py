@@ -29,6 +29,7 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2
 from facernet_jax.training import parallel as parallel_lib
 from facernet_jax.training import state as state_lib
 from facernet_jax.training import step as step_lib
+from facernet_jax.training import validate as validate_lib
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'facernet_jax/configs/paper.py', 'Config file.')
 _BATCH = flags.DEFINE_integer('batch_size', 4, 'Batch size (one device).')
@@ -62,6 +63,7 @@ def main(argv):
   del argv
   config = _CONFIG.value.copy_and_resolve_references()
   config.batch_size = _BATCH.value
+  validate_lib.validate_config(config, device_count=1)  # names a bad field, e.g. batch_size=0
   parallel = parallel_lib.DataParallel(config, devices=jax.devices()[:1], mode='jit')
   p_train, _, tx = step_lib.make_steps(config, parallel, steps_per_epoch=1000)
   network, decoder = state_lib.create_networks(config)

@@ -41,6 +41,7 @@ from facernet_jax.render import mesh as mesh_lib
 from facernet_jax.training import parallel as parallel_lib
 from facernet_jax.training import state as state_lib
 from facernet_jax.training import step as step_lib
+from facernet_jax.training import validate as validate_lib
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'facernet_jax/configs/paper.py', 'Config file.')
 _BATCH_SIZES = flags.DEFINE_list('batch_sizes', ['4', '256'], 'Global batch sizes to time.')
@@ -111,6 +112,7 @@ def measure(config, batch_size, steps, repeats, devices=None):
   """dict(batch_size, devices, compile_s, steps_per_sec, images_per_sec, step_total_gib, ...)."""
   config = config.copy_and_resolve_references()
   config.batch_size = batch_size
+  validate_lib.validate_config(config)  # names a bad field, e.g. a batch size of 0
   parallel = parallel_lib.DataParallel(config, devices=devices)
   n = len(parallel.devices)
   if batch_size % n:
@@ -174,6 +176,7 @@ def breakdown(config, batch_size, steps, repeats):
   """{part: ms per call} for the parts of one train step on one device (see the module doc)."""
   config = config.copy_and_resolve_references()
   config.batch_size = batch_size
+  validate_lib.validate_config(config)  # names a bad field, e.g. a batch size of 0
   network, decoder = state_lib.create_networks(config)
   face_model = state_lib.build_face_model(config)
   tx = state_lib.create_optimizer(config, 1000)
